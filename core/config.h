@@ -1,0 +1,54 @@
+/* The daemon's settings, as the command line gave them.
+ *
+ * Filled once by stls_flags_parse before any thread starts and read-only afterwards, so every
+ * thread reads it without synchronisation. What may change while running (the backend's
+ * capabilities, later certificates and tables) lives in the snapshot instead (core/snapshot.h). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum { STLS_MAX_LISTEN = 16, STLS_MAX_WORKERS = 256 };
+
+struct stls_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char text[80]; /* as given: "127.0.0.1:2525", "[::1]:25" */
+};
+
+struct stls_hostport {
+	char host[256];
+	uint16_t port;
+	char text[272];
+};
+
+struct stls_config {
+	struct stls_addr listen[STLS_MAX_LISTEN];
+	unsigned num_listen;
+	struct stls_hostport backend;
+	char hostname[256];
+	unsigned workers;
+	bool no_pin;
+	char log_path[1024];
+
+	uint32_t max_sessions;
+	uint32_t max_command_line;
+	uint32_t max_reply_line;
+	uint32_t max_text_line;
+	uint32_t max_errors;
+	uint32_t max_pipeline;
+
+	uint32_t command_timeout_ms;
+	uint32_t data_timeout_ms;
+	uint32_t backend_connect_timeout_ms;
+	uint32_t backend_reply_timeout_ms;
+	uint32_t shutdown_grace_ms;
+	uint32_t backend_probe_interval_ms;
+
+	uint32_t recv_buffers;
+	uint32_t recv_buffer_size;
+	uint32_t relay_buffer;
+
+	bool check;
+};

@@ -1,0 +1,47 @@
+/* A per-worker hashed timer wheel.
+ *
+ * SMTP timeouts are seconds to minutes long and reset on almost every read, so arming and
+ * disarming must be O(1) and allocation-free: a timer is an intrusive list node inside the
+ * session. Time moves in ticks of STLS_TIMER_TICK_MS; a timer further out than one turn of the
+ * wheel waits in its slot for the right turn. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { STLS_TIMER_TICK_MS = 100, STLS_TIMER_SLOTS = 1024 };
+
+struct stls_timer {
+	struct stls_timer *next;
+	struct stls_timer *prev;
+	uint64_t expires; /* tick at which it fires */
+};
+
+struct stls_timer_wheel {
+	struct stls_timer slots[STLS_TIMER_SLOTS]; /* list heads */
+	uint64_t now;				   /* last tick processed */
+	uint32_t num_armed;
+};
+
+/* Prepares a wheel whose current time is now_ms (a monotonic clock in milliseconds). */
+void stls_timer_wheel_init(struct stls_timer_wheel *w, uint64_t now_ms);
+
+/* True if t is armed. An all-zero timer is valid and disarmed. */
+static inline bool stls_timer_armed(const struct stls_timer *t)
+{
+	return t->next != NULL;
+}
+
+/* Arms (or re-arms) t to fire after ms milliseconds (rounded up to a tick, at least one). */
+void stls_timer_arm(struct stls_timer_wheel *w, struct stls_timer *t, uint64_t ms);
+
+/* Disarms t; harmless if it is not armed. */
+void stls_timer_disarm(struct stls_timer_wheel *w, struct stls_timer *t);
+
+/* Advances the wheel to now_ms and moves every timer that fired onto the singly linked list
+ * *out_fired (through ->next; their ->prev is cleared and they are disarmed). Returns the count. */
+uint32_t stls_timer_wheel_advance(struct stls_timer_wheel *w, struct stls_timer **out_fired, uint64_t now_ms);
+
+/* Milliseconds from now_ms until the next tick boundary (for the event loop's wait). */
+uint64_t stls_timer_wheel_wait_ms(const struct stls_timer_wheel *w, uint64_t now_ms);

@@ -1,0 +1,342 @@
+/* The main thread: flags, the first snapshot, listeners, workers, signals, and the backend probe.
+ *
+ * It never touches a session. After start-up it sleeps on a signalfd, waking every
+ * STLS_MAIN_TICK_MS to re-probe the backend when due, to free snapshots the workers no longer use,
+ * and to drive a graceful shutdown. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/flags.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/net.h"
+#include "core/snapshot.h"
+#include "core/worker.h"
+#include "proto/backend_probe.h"
+#include "proto/inbound.h"
+
+enum { STLS_MAIN_TICK_MS = 100, PROBE_TIMEOUT_MS = 5000, PROBE_RETRY_MS = 5000, LISTEN_BACKLOG = 4096 };
+
+struct daemon {
+	struct stls_config cfg;
+	struct stls_worker *workers;
+	struct stls_snapshot_reader *readers;
+	unsigned num_workers;
+	int signal_fd;
+	uint64_t next_probe_ms;
+	bool backend_up;
+	bool draining;
+	bool grace_over;
+	uint64_t grace_end_ms;
+};
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void caps_describe(char *out, size_t out_len, const struct stls_ehlo_caps *caps)
+{
+	size_t used = 0;
+	out[0] = '\0';
+	for (unsigned e = 0; e < STLS_EHLO__COUNT && used < out_len; e++) {
+		if (!stls_ehlo_has(caps, (enum stls_ehlo_ext)e))
+			continue;
+		int n = snprintf(out + used, out_len - used, "%s%s", used ? " " : "",
+				 stls_ehlo_ext_str((enum stls_ehlo_ext)e));
+		if (n > 0)
+			used += (size_t)n;
+		if (e == STLS_EHLO_SIZE && caps->size && used < out_len) {
+			n = snprintf(out + used, out_len - used, " %llu", (unsigned long long)caps->size);
+			if (n > 0)
+				used += (size_t)n;
+		}
+	}
+}
+
+/* Builds and publishes a snapshot from the backend's current state. */
+static enum stls_err publish_snapshot(struct daemon *d, const struct sockaddr_storage *addr, socklen_t addr_len,
+				      const struct stls_ehlo_caps *caps)
+{
+	struct stls_snapshot *snap = stls_calloc(1, sizeof(*snap));
+	if (!snap)
+		return STLS_ERR_NOMEM;
+	snap->cfg = &d->cfg;
+	if (addr_len) {
+		memcpy(&snap->backend_addr, addr, addr_len);
+		snap->backend_addr_len = addr_len;
+	}
+	if (caps) {
+		snap->caps = *caps;
+		snap->caps_known = true;
+	}
+	stls_snapshot_publish(snap);
+	return STLS_OK;
+}
+
+/* Resolves and probes the backend, publishing a new snapshot when what clients are offered
+ * changes. Logs transitions only, so a backend that stays down does not fill the log. */
+static void probe_backend(struct daemon *d, bool force_log)
+{
+	struct stls_snapshot *cur = stls_snapshot_current();
+	struct sockaddr_storage addr;
+	socklen_t addr_len = 0;
+	char err[256];
+	struct stls_ehlo_caps caps;
+	bool up = false;
+
+	if (stls_backend_resolve(&addr, &addr_len, &d->cfg.backend, err, sizeof(err)) != STLS_OK) {
+		addr_len = cur ? cur->backend_addr_len : 0; /* keep the last address that worked */
+		if (addr_len)
+			memcpy(&addr, &cur->backend_addr, addr_len);
+	} else if (stls_backend_probe(&caps, (const struct sockaddr *)&addr, addr_len, d->cfg.hostname,
+				      PROBE_TIMEOUT_MS, err, sizeof(err)) == STLS_OK) {
+		up = true;
+	}
+
+	if (up) {
+		bool changed = !cur || !cur->caps_known || cur->caps.mask != caps.mask || cur->caps.size != caps.size ||
+			       cur->backend_addr_len != addr_len || memcmp(&cur->backend_addr, &addr, addr_len) != 0;
+		if (changed || force_log || !d->backend_up) {
+			char offered[256];
+			caps_describe(offered, sizeof(offered), &caps);
+			stls_log_info("backend %s capabilities: %s%s%s", d->cfg.backend.text,
+				      offered[0] ? offered : "(none)",
+				      caps.dropped[0] ? "; not offered to clients: " : "", caps.dropped);
+		}
+		if (changed && publish_snapshot(d, &addr, addr_len, &caps) != STLS_OK)
+			stls_log_crit("out of memory publishing a new snapshot");
+	} else {
+		if (d->backend_up || force_log)
+			stls_log_warn("backend %s probe failed: %s (EHLO offers only what is known; mail gets 421 "
+				      "while it is down)",
+				      d->cfg.backend.text, err);
+		bool addr_changed = !cur || cur->backend_addr_len != addr_len ||
+				    (addr_len && memcmp(&cur->backend_addr, &addr, addr_len) != 0);
+		if (addr_changed &&
+		    publish_snapshot(d, &addr, addr_len, cur && cur->caps_known ? &cur->caps : NULL) != STLS_OK)
+			stls_log_crit("out of memory publishing a new snapshot");
+	}
+	d->backend_up = up;
+	d->next_probe_ms = monotonic_ms() + (up ? d->cfg.backend_probe_interval_ms : PROBE_RETRY_MS);
+}
+
+static int check_config(struct daemon *d)
+{
+	int status = 0;
+	char err[256];
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	if (stls_backend_resolve(&addr, &addr_len, &d->cfg.backend, err, sizeof(err)) != STLS_OK) {
+		fprintf(stderr, "starttlsd: --backend %s: %s\n", d->cfg.backend.text, err);
+		status = 1;
+	}
+	if (stls_worker_probe_uring(err, sizeof(err)) != STLS_OK) {
+		fprintf(stderr, "starttlsd: %s\n", err);
+		status = 1;
+	}
+	stls_flags_print(&d->cfg, stdout);
+	printf("# %s\n", status == 0 ? "configuration is valid" : "configuration has errors");
+	return status;
+}
+
+static int open_listeners(struct daemon *d, struct stls_listener *out, unsigned worker)
+{
+	char err[256];
+	for (unsigned l = 0; l < d->cfg.num_listen; l++) {
+		int fd = stls_net_listen(&d->cfg.listen[l], LISTEN_BACKLOG, err, sizeof(err));
+		if (fd < 0) {
+			stls_log_crit("cannot listen: %s", err);
+			for (unsigned k = 0; k < l; k++)
+				close(out[k].fd);
+			return -1;
+		}
+		out[l] = (struct stls_listener){ .fd = fd, .ops = &stls_inbound_ops, .addr = &d->cfg.listen[l] };
+	}
+	(void)worker;
+	return 0;
+}
+
+static int start_workers(struct daemon *d)
+{
+	char err[256];
+	for (unsigned l = 0; l < d->cfg.num_listen; l++) {
+		if (stls_net_check_free(&d->cfg.listen[l], err, sizeof(err)) != STLS_OK) {
+			stls_log_crit("cannot listen: %s (is another starttlsd or MTA running there?)", err);
+			return -1;
+		}
+	}
+	d->num_workers = d->cfg.workers;
+	d->workers = stls_calloc(d->num_workers, sizeof(*d->workers));
+	d->readers = stls_calloc(d->num_workers, sizeof(*d->readers));
+	if (!d->workers || !d->readers) {
+		stls_log_crit("out of memory starting workers");
+		return -1;
+	}
+	stls_snapshot_set_readers(d->readers, d->num_workers);
+	long num_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	for (unsigned i = 0; i < d->num_workers; i++) {
+		struct stls_listener listeners[STLS_MAX_LISTEN];
+		if (open_listeners(d, listeners, i) != 0)
+			return -1;
+		int cpu = d->cfg.no_pin ? -1 : (int)(i % (unsigned)(num_cpus > 0 ? num_cpus : 1));
+		stls_worker_init(&d->workers[i], &d->cfg, i, d->num_workers, cpu, listeners, d->cfg.num_listen,
+				 &d->readers[i]);
+		if (stls_worker_start(&d->workers[i]) != STLS_OK) {
+			stls_log_crit("worker %u cannot start: %s", i, d->workers[i].error);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void stop_workers(struct daemon *d)
+{
+	for (unsigned i = 0; i < d->num_workers; i++)
+		if (d->workers[i].thread)
+			stls_worker_signal(&d->workers[i], STLS_WORKER_DRAIN | STLS_WORKER_ABORT);
+	for (unsigned i = 0; i < d->num_workers; i++)
+		stls_worker_join(&d->workers[i]);
+	stls_free_ptr(&d->workers);
+	stls_free_ptr(&d->readers);
+	d->num_workers = 0;
+}
+
+static void signal_all(struct daemon *d, unsigned control)
+{
+	for (unsigned i = 0; i < d->num_workers; i++)
+		stls_worker_signal(&d->workers[i], control);
+}
+
+static bool all_exited(struct daemon *d)
+{
+	for (unsigned i = 0; i < d->num_workers; i++)
+		if (!stls_worker_exited(&d->workers[i]))
+			return false;
+	return true;
+}
+
+static void on_signal(struct daemon *d, int sig)
+{
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+		if (!d->draining) {
+			d->draining = true;
+			d->grace_end_ms = monotonic_ms() + d->cfg.shutdown_grace_ms;
+			stls_log_info("shutting down: no new connections; sessions have %u s to finish",
+				      d->cfg.shutdown_grace_ms / 1000);
+			signal_all(d, STLS_WORKER_DRAIN);
+		} else if (!d->grace_over) {
+			d->grace_over = true;
+			stls_log_info("second %s: ending every session now", strsignal(sig));
+			signal_all(d, STLS_WORKER_GRACE_OVER);
+		}
+		break;
+	case SIGHUP:
+		stls_log_info("reload: reading the backend's capabilities again");
+		probe_backend(d, true);
+		break;
+	case SIGUSR1: stls_log_reopen(); break;
+	default: break;
+	}
+}
+
+static void main_loop(struct daemon *d)
+{
+	for (;;) {
+		struct pollfd pfd = { .fd = d->signal_fd, .events = POLLIN };
+		int ret = poll(&pfd, 1, STLS_MAIN_TICK_MS);
+		if (ret > 0) {
+			struct signalfd_siginfo si;
+			while (read(d->signal_fd, &si, sizeof(si)) == sizeof(si))
+				on_signal(d, (int)si.ssi_signo);
+		}
+		uint64_t now = monotonic_ms();
+		if (d->draining) {
+			if (!d->grace_over && now >= d->grace_end_ms) {
+				d->grace_over = true;
+				signal_all(d, STLS_WORKER_GRACE_OVER);
+			}
+			if (all_exited(d))
+				return;
+		} else if (now >= d->next_probe_ms) {
+			probe_backend(d, false);
+		}
+		stls_snapshot_collect();
+	}
+}
+
+static int run(struct daemon *d)
+{
+	char err[256];
+	if (stls_worker_probe_uring(err, sizeof(err)) != STLS_OK) {
+		fprintf(stderr, "starttlsd: %s\n", err);
+		return 1;
+	}
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGPIPE);
+	/* Blocked before any thread starts, so every thread inherits the mask and the signals reach
+	 * only the signalfd. */
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	sigdelset(&mask, SIGPIPE);
+	d->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (d->signal_fd < 0) {
+		fprintf(stderr, "starttlsd: signalfd: %s\n", strerror(errno));
+		return 1;
+	}
+	if (stls_log_start(d->cfg.log_path) != STLS_OK || stls_log_attach_thread() != STLS_OK)
+		return 1;
+
+	int status = 1;
+	stls_log_info("starttlsd %s starting: %u workers%s, allocator %s", STLS_VERSION, d->cfg.workers,
+		      d->cfg.no_pin ? "" : " pinned", stls_mem_allocator());
+	probe_backend(d, true);
+	if (!stls_snapshot_current() && publish_snapshot(d, NULL, 0, NULL) != STLS_OK)
+		goto out;
+	if (start_workers(d) != 0)
+		goto out;
+	for (unsigned l = 0; l < d->cfg.num_listen; l++)
+		stls_log_info("listening on %s for inbound SMTP, relaying to %s", d->cfg.listen[l].text,
+			      d->cfg.backend.text);
+	stls_log_info("io_uring set-up flags:%s%s%s",
+		      (d->workers[0].ring_flags & IORING_SETUP_SINGLE_ISSUER) ? " SINGLE_ISSUER" : "",
+		      (d->workers[0].ring_flags & IORING_SETUP_DEFER_TASKRUN) ? " DEFER_TASKRUN" : "",
+		      (d->workers[0].ring_flags & IORING_SETUP_COOP_TASKRUN) ? " COOP_TASKRUN" : "");
+	main_loop(d);
+	stls_log_info("stopped");
+	status = 0;
+out:
+	stop_workers(d);
+	stls_log_stop();
+	stls_snapshot_shutdown();
+	close(d->signal_fd);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	static struct daemon d;
+	enum stls_flags_action action;
+	if (stls_flags_parse(&d.cfg, &action, argc - 1, argv + 1, stdout, stderr) != STLS_OK)
+		return 2;
+	if (action != STLS_FLAGS_RUN)
+		return 0;
+	if (d.cfg.check)
+		return check_config(&d);
+	return run(&d);
+}

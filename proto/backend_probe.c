@@ -1,0 +1,190 @@
+#include "proto/backend_probe.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/mem.h"
+#include "proto/smtp_reply.h"
+
+enum stls_err stls_backend_resolve(struct sockaddr_storage *out_addr, socklen_t *out_len,
+				   const struct stls_hostport *hp, char *err, size_t err_len)
+{
+	char port[8];
+	snprintf(port, sizeof(port), "%u", hp->port);
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res = NULL;
+	int ret = getaddrinfo(hp->host, port, &hints, &res);
+	if (ret != 0 || !res) {
+		snprintf(err, err_len, "cannot resolve %s: %s", hp->host, gai_strerror(ret));
+		return STLS_ERR_CONFIG;
+	}
+	memcpy(out_addr, res->ai_addr, res->ai_addrlen);
+	*out_len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return STLS_OK;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int wait_fd(int fd, short events, uint64_t deadline)
+{
+	uint64_t now = now_ms();
+	if (now >= deadline)
+		return 0;
+	struct pollfd pfd = { .fd = fd, .events = events };
+	int ret;
+	do
+		ret = poll(&pfd, 1, (int)(deadline - now));
+	while (ret < 0 && errno == EINTR);
+	return ret;
+}
+
+struct probe_io {
+	int fd;
+	uint64_t deadline;
+	uint8_t buf[16384];
+	size_t len;
+	struct stls_smtp_reply_parser rp;
+};
+
+/* Reads until one complete reply is buffered; consumes it from the buffer on the next call. */
+static enum stls_err read_reply(struct probe_io *io, struct stls_smtp_reply *out_reply, size_t *out_len)
+{
+	for (;;) {
+		enum stls_err err = stls_smtp_reply_next(&io->rp, out_reply, stls_span_make(io->buf, io->len));
+		if (err == STLS_OK) {
+			*out_len = out_reply->text.len;
+			return STLS_OK;
+		}
+		if (err != STLS_AGAIN)
+			return err;
+		if (io->len == sizeof(io->buf))
+			return STLS_ERR_TOO_LONG;
+		int ready = wait_fd(io->fd, POLLIN, io->deadline);
+		if (ready == 0)
+			return STLS_ERR_TIMEOUT;
+		ssize_t n = read(io->fd, io->buf + io->len, sizeof(io->buf) - io->len);
+		if (n == 0)
+			return STLS_ERR_CLOSED;
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			return STLS_ERR_IO;
+		}
+		io->len += (size_t)n;
+	}
+}
+
+static void drop(struct probe_io *io, size_t n)
+{
+	memmove(io->buf, io->buf + n, io->len - n);
+	io->len -= n;
+}
+
+static enum stls_err write_all(struct probe_io *io, const char *text)
+{
+	size_t len = strlen(text), off = 0;
+	while (off < len) {
+		ssize_t n = write(io->fd, text + off, len - off);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			if (wait_fd(io->fd, POLLOUT, io->deadline) == 0)
+				return STLS_ERR_TIMEOUT;
+			continue;
+		}
+		if (n <= 0)
+			return STLS_ERR_IO;
+		off += (size_t)n;
+	}
+	return STLS_OK;
+}
+
+static const char *why(enum stls_err err)
+{
+	switch (err) {
+	case STLS_ERR_TIMEOUT: return "timed out";
+	case STLS_ERR_CLOSED: return "closed the connection";
+	case STLS_ERR_TOO_LONG: return "sent an over-long reply";
+	case STLS_ERR_PROTO: return "sent something that is not an SMTP reply";
+	default: return strerror(errno);
+	}
+}
+
+enum stls_err stls_backend_probe(struct stls_ehlo_caps *out_caps, const struct sockaddr *addr, socklen_t addr_len,
+				 const char *hostname, uint32_t timeout_ms, char *err, size_t err_len)
+{
+	struct probe_io *io = stls_calloc(1, sizeof(*io));
+	if (!io) {
+		snprintf(err, err_len, "out of memory");
+		return STLS_ERR_NOMEM;
+	}
+	enum stls_err ret = STLS_ERR_IO;
+	io->deadline = now_ms() + timeout_ms;
+	stls_smtp_reply_init(&io->rp, 2048, 256);
+	io->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (io->fd < 0) {
+		snprintf(err, err_len, "socket: %s", strerror(errno));
+		goto out;
+	}
+	if (connect(io->fd, addr, addr_len) != 0 && errno != EINPROGRESS) {
+		snprintf(err, err_len, "connect: %s", strerror(errno));
+		goto out;
+	}
+	if (wait_fd(io->fd, POLLOUT, io->deadline) == 0) {
+		snprintf(err, err_len, "connect: timed out");
+		ret = STLS_ERR_TIMEOUT;
+		goto out;
+	}
+	int soerr = 0;
+	socklen_t slen = sizeof(soerr);
+	getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &soerr, &slen);
+	if (soerr) {
+		snprintf(err, err_len, "connect: %s", strerror(soerr));
+		goto out;
+	}
+
+	struct stls_smtp_reply reply;
+	size_t len;
+	ret = read_reply(io, &reply, &len);
+	if (ret != STLS_OK) {
+		snprintf(err, err_len, "greeting: %s", why(ret));
+		goto out;
+	}
+	if (reply.code != 220) {
+		snprintf(err, err_len, "greeting: refused with %u", reply.code);
+		ret = STLS_ERR_PROTO;
+		goto out;
+	}
+	drop(io, len);
+	char ehlo[300];
+	snprintf(ehlo, sizeof(ehlo), "EHLO %s\r\n", hostname);
+	ret = write_all(io, ehlo);
+	if (ret == STLS_OK)
+		ret = read_reply(io, &reply, &len);
+	if (ret != STLS_OK) {
+		snprintf(err, err_len, "EHLO: %s", why(ret));
+		goto out;
+	}
+	ret = stls_ehlo_parse(out_caps, reply);
+	if (ret != STLS_OK) {
+		snprintf(err, err_len, "EHLO: refused with %u", reply.code);
+		goto out;
+	}
+	(void)write_all(io, "QUIT\r\n"); /* courtesy; its reply does not matter */
+	ret = STLS_OK;
+out:
+	if (io->fd >= 0)
+		close(io->fd);
+	stls_free_ptr(&io);
+	return ret;
+}

@@ -1,0 +1,30 @@
+/* The inbound session: a remote MTA talking to the proxy, relayed to the backend.
+ *
+ * GREET -> (EHLO, answered locally from the backend's probed capabilities) -> READY ->
+ * (first command that must reach the backend) -> CONNECTING -> RELAY <-> DATA / BDAT.
+ * Commands are dispatched through a table of state x verb -> handler + next state; a pair the
+ * table lacks is a sequence error (503 5.5.1). In RELAY every command the client sends is
+ * forwarded or answered locally in order, each reply matched to its command through a FIFO of
+ * pending replies (RFC 2920 pipelining), and message bytes move in bulk. Nothing is acknowledged
+ * to the client that the backend has not acknowledged: the end-of-data reply is the backend's, and
+ * any failure on our side before it is a 4xx. */
+#pragma once
+
+#include "core/session.h"
+
+enum stls_in_state {
+	STLS_IN_GREET = 0,  /* greeted; waiting for EHLO or HELO */
+	STLS_IN_READY,	    /* EHLO done; no backend connection */
+	STLS_IN_CONNECTING, /* opening the backend connection; client input is held */
+	STLS_IN_RELAY,	    /* backend open: commands relayed, replies matched */
+	STLS_IN_DATA,	    /* relaying message bytes up to CRLF.CRLF */
+	STLS_IN_BDAT,	    /* relaying (or discarding) a BDAT chunk by its length */
+	STLS_IN_QUIT,	    /* the last reply is queued; nothing more is read */
+	STLS_IN__COUNT,
+};
+
+/* "GREET", "READY", ... */
+const char *stls_in_state_str(enum stls_in_state state);
+
+/* The operations of an inbound SMTP listener. */
+extern const struct stls_session_ops stls_inbound_ops;

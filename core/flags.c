@@ -343,6 +343,8 @@ static enum stls_err parse_args(struct parse_state *ps, enum stls_flags_action *
 		const char *arg = argv[i];
 		if (arg[0] == '@') {
 			STLS_TRY(parse_file(ps, out_action, arg + 1, out));
+			if (*out_action != STLS_FLAGS_RUN)
+				return STLS_OK; /* --help or --version inside the file */
 			continue;
 		}
 		if (strncmp(arg, "--", 2) != 0) {

@@ -12,6 +12,7 @@ void stls_timer_wheel_init(struct stls_timer_wheel *w, uint64_t now_ms)
 	for (unsigned i = 0; i < STLS_TIMER_SLOTS; i++)
 		w->slots[i].next = w->slots[i].prev = &w->slots[i];
 	w->now = ms_to_tick(now_ms);
+	w->now_ms = now_ms;
 	w->num_armed = 0;
 }
 
@@ -28,8 +29,10 @@ void stls_timer_arm(struct stls_timer_wheel *w, struct stls_timer *t, uint64_t m
 		unlink_timer(t);
 	else
 		w->num_armed++;
-	uint64_t ticks = (ms + STLS_TIMER_TICK_MS - 1) / STLS_TIMER_TICK_MS;
-	t->expires = w->now + (ticks ? ticks : 1);
+	/* The first tick boundary at or after the deadline, counted from the time of the last
+	 * advance (not the start of its tick): never early, at most one tick late. */
+	uint64_t due = (w->now_ms + ms + STLS_TIMER_TICK_MS - 1) / STLS_TIMER_TICK_MS;
+	t->expires = due > w->now ? due : w->now + 1;
 	struct stls_timer *head = &w->slots[t->expires % STLS_TIMER_SLOTS];
 	t->next = head;
 	t->prev = head->prev;
@@ -49,6 +52,8 @@ void stls_timer_disarm(struct stls_timer_wheel *w, struct stls_timer *t)
 uint32_t stls_timer_wheel_advance(struct stls_timer_wheel *w, struct stls_timer **out_fired, uint64_t now_ms)
 {
 	uint64_t target = ms_to_tick(now_ms);
+	if (now_ms > w->now_ms)
+		w->now_ms = now_ms;
 	struct stls_timer *fired = NULL;
 	uint32_t count = 0;
 	/* After a long stall visit each slot once rather than every missed tick. */

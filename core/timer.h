@@ -21,26 +21,30 @@ struct stls_timer {
 struct stls_timer_wheel {
 	struct stls_timer slots[STLS_TIMER_SLOTS]; /* list heads */
 	uint64_t now;				   /* last tick processed */
+	uint64_t now_ms;			   /* the time the wheel was last advanced to */
 	uint32_t num_armed;
 };
 
 /* Prepares a wheel whose current time is now_ms (a monotonic clock in milliseconds). */
 void stls_timer_wheel_init(struct stls_timer_wheel *w, uint64_t now_ms);
 
-/* True if t is armed. An all-zero timer is valid and disarmed. */
+/* True if t is armed. An all-zero timer is valid and disarmed; so is a fired one, even while its
+ * ->next still links it into the list stls_timer_wheel_advance returned. */
 static inline bool stls_timer_armed(const struct stls_timer *t)
 {
-	return t->next != NULL;
+	return t->prev != NULL;
 }
 
-/* Arms (or re-arms) t to fire after ms milliseconds (rounded up to a tick, at least one). */
+/* Arms (or re-arms) t to fire ms milliseconds after the time of the last advance: never earlier,
+ * at most one tick later, and at the next tick at the soonest. */
 void stls_timer_arm(struct stls_timer_wheel *w, struct stls_timer *t, uint64_t ms);
 
 /* Disarms t; harmless if it is not armed. */
 void stls_timer_disarm(struct stls_timer_wheel *w, struct stls_timer *t);
 
 /* Advances the wheel to now_ms and moves every timer that fired onto the singly linked list
- * *out_fired (through ->next; their ->prev is cleared and they are disarmed). Returns the count. */
+ * *out_fired (through ->next). They are disarmed and may be armed again at once. Returns the
+ * count. */
 uint32_t stls_timer_wheel_advance(struct stls_timer_wheel *w, struct stls_timer **out_fired, uint64_t now_ms);
 
 /* Milliseconds from now_ms until the next tick boundary (for the event loop's wait). */

@@ -87,8 +87,12 @@ enum stls_err stls_ehlo_build(struct stls_buf *out, size_t limit, const struct s
 	/* The client's own name is echoed only in printable form (it is peer data). */
 	char name[80];
 	stls_span_printable(name, sizeof(name), greeting_name);
-	STLS_TRY(stls_buf_appendf(out, limit, "250%c%s Hello %s\r\n", n ? '-' : ' ', hostname, name));
-	for (unsigned i = 0; i < n; i++)
-		STLS_TRY(stls_buf_appendf(out, limit, "250%c%s\r\n", i + 1 < n ? '-' : ' ', lines[i]));
-	return STLS_OK;
+	/* All or nothing: a reply cut short would leave the client reading half of it. */
+	size_t before = stls_buf_len(out);
+	enum stls_err err = stls_buf_appendf(out, limit, "250%c%s Hello %s\r\n", n ? '-' : ' ', hostname, name);
+	for (unsigned i = 0; i < n && err == STLS_OK; i++)
+		err = stls_buf_appendf(out, limit, "250%c%s\r\n", i + 1 < n ? '-' : ' ', lines[i]);
+	if (err != STLS_OK) /* appends may move unread bytes to the front, never reorder them */
+		out->wpos = out->rpos + (uint32_t)before;
+	return err;
 }

@@ -33,6 +33,8 @@ enum stls_err stls_smtp_data_scan(struct stls_smtp_data *sd, size_t *out_len, st
 				fault(sd, STLS_ERR_NUL);
 			line_len += (uint32_t)(run > UINT32_MAX - line_len ? UINT32_MAX - line_len : run);
 			i += run;
+			if (sd->max_line && line_len > sd->max_line)
+				fault(sd, STLS_ERR_TOO_LONG);
 			if (i == in.len)
 				break;
 		}

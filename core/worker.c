@@ -423,7 +423,7 @@ static void on_recv(struct stls_worker *w, struct stls_session *s, enum stls_sid
 	unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 
 	if (res == -ENOBUFS) {
-		atomic_fetch_add_explicit(&w->stats.recv_nobufs, 1, memory_order_relaxed);
+		stls_counter_inc(&w->stats.recv_nobufs);
 		stls_session_mark(s); /* re-armed at the flush, after this turn's buffers came back */
 		return;
 	}
@@ -524,7 +524,8 @@ static void refuse(struct stls_worker *w, int fd)
 	ssize_t n = send(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 	(void)n;
 	close(fd);
-	uint64_t refused = atomic_fetch_add_explicit(&w->stats.refused_limit, 1, memory_order_relaxed);
+	uint64_t refused = atomic_load_explicit(&w->stats.refused_limit, memory_order_relaxed);
+	stls_counter_inc(&w->stats.refused_limit);
 	/* One line per hundred refusals: a flood must not flood the log too. */
 	if (refused % 100 == 0)
 		stls_log_warn("worker %u: session limit %u reached, refused %llu connections so far", w->index,
@@ -537,7 +538,7 @@ static void on_accept(struct stls_worker *w, unsigned idx, struct io_uring_cqe *
 		arm_accept(w, idx);
 	if (cqe->res < 0) {
 		if (cqe->res != -ECANCELED && cqe->res != -EBADF) {
-			atomic_fetch_add_explicit(&w->stats.accept_errors, 1, memory_order_relaxed);
+			stls_counter_inc(&w->stats.accept_errors);
 			stls_log_warn("worker %u: accept on %s: %s", w->index, w->listeners[idx].addr->text,
 				      strerror(-cqe->res));
 		}
@@ -556,7 +557,7 @@ static void on_accept(struct stls_worker *w, unsigned idx, struct io_uring_cqe *
 		close(fd);
 		return;
 	}
-	atomic_fetch_add_explicit(&w->stats.accepted, 1, memory_order_relaxed);
+	stls_counter_inc(&w->stats.accepted);
 	s->listener = idx;
 	s->conn[STLS_SIDE_CLIENT].fd = fd;
 	s->conn[STLS_SIDE_CLIENT].flags = STLS_CONN_OPEN;
@@ -649,7 +650,7 @@ static void on_timers(struct stls_worker *w)
 				conn_begin_close(s, (enum stls_side)side);
 			continue;
 		}
-		atomic_fetch_add_explicit(&w->stats.timeouts, 1, memory_order_relaxed);
+		stls_counter_inc(&w->stats.timeouts);
 		s->ops->on_timeout(s);
 	}
 }

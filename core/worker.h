@@ -19,6 +19,13 @@
 #include "core/snapshot.h"
 #include "core/timer.h"
 
+/* Adds one to a counter that only the calling worker writes: a plain load and store, no locked
+ * instruction, while other threads may still read it atomically. */
+static inline void stls_counter_inc(_Atomic uint64_t *counter)
+{
+	atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
 /* Counters a worker keeps for itself; the main thread reads them (relaxed) for stats. */
 struct stls_worker_stats {
 	alignas(64) _Atomic uint64_t accepted;

@@ -58,7 +58,7 @@ void stls_in_replyf(struct stls_inbound *in, const char *fmt, ...)
 static enum stls_in_result client_error(struct stls_inbound *in, const char *text)
 {
 	const struct stls_config *cfg = in->base.snap->cfg;
-	atomic_fetch_add_explicit(&in->base.worker->stats.protocol_errors, 1, memory_order_relaxed);
+	stls_counter_inc(&in->base.worker->stats.protocol_errors);
 	if (++in->num_errors >= cfg->max_errors) {
 		stls_log_info("ICID %llu too many errors (%u), closing", (unsigned long long)in->base.id,
 			      in->num_errors);
@@ -255,6 +255,14 @@ static const struct in_rule rules[STLS_IN__COUNT][STLS_SMTP_VERB__COUNT] = {
 		[STLS_SMTP_VERB_BDAT] = {stls_in_relay_bdat, STLS_IN_BDAT},
 	},
 };
+
+bool stls_in_table_lookup(enum stls_in_state state, enum stls_smtp_verb verb, enum stls_in_state *out_next)
+{
+	if ((unsigned)state >= STLS_IN__COUNT || (unsigned)verb >= STLS_SMTP_VERB__COUNT || !rules[state][verb].fn)
+		return false;
+	*out_next = rules[state][verb].next;
+	return true;
+}
 
 static enum stls_in_result dispatch(struct stls_inbound *in, const struct stls_smtp_cmd *cmd)
 {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include "core/session.h"
+#include "proto/smtp_lex.h"
 
 enum stls_in_state {
 	STLS_IN_GREET = 0,  /* greeted; waiting for EHLO or HELO */
@@ -25,6 +26,10 @@ enum stls_in_state {
 
 /* "GREET", "READY", ... */
 const char *stls_in_state_str(enum stls_in_state state);
+
+/* Looks up the session table: whether verb has a handler in state, and if so the state a
+ * successful handler moves to. Commands without one are answered 503 5.5.1. */
+bool stls_in_table_lookup(enum stls_in_state state, enum stls_smtp_verb verb, enum stls_in_state *out_next);
 
 /* The operations of an inbound SMTP listener. */
 extern const struct stls_session_ops stls_inbound_ops;

@@ -353,7 +353,7 @@ static void message_done(struct stls_inbound *in, const struct stls_smtp_reply *
 	if (stls_smtp_reply_class(reply->code) == 2) {
 		stls_log_info("MID %llu backend said: %s", (unsigned long long)in->mid, line);
 		stls_log_info("Message finished MID %llu done", (unsigned long long)in->mid);
-		atomic_fetch_add_explicit(&in->base.worker->stats.messages, 1, memory_order_relaxed);
+		stls_counter_inc(&in->base.worker->stats.messages);
 	} else {
 		stls_log_info("MID %llu rejected by backend: %s", (unsigned long long)in->mid, line);
 		stls_log_info("Message finished MID %llu aborted", (unsigned long long)in->mid);

@@ -1,0 +1,46 @@
+/* Test support: a demo backend and a starttlsd in front of it, in a folder of their own. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tests/support/proc.h"
+
+struct stls_fixture {
+	char dir[128];
+	char maildir[192];
+	char backend_log[192];
+	char proxy_log[192];
+	char proxy_out[192]; /* the daemon's stdout and stderr */
+	uint16_t backend_port;
+	uint16_t proxy_port;
+	struct stls_proc backend;
+	struct stls_proc proxy;
+};
+
+/* Makes the folder and picks ports. */
+bool stls_fixture_init(struct stls_fixture *f, const char *tag);
+
+/* Starts the demo backend with extra arguments (NULL-terminated list, may be NULL) and waits
+ * until it listens. */
+bool stls_fixture_start_backend(struct stls_fixture *f, const char *const extra[]);
+
+/* Starts starttlsd on 127.0.0.1:proxy_port in front of the backend port (running or not), with
+ * --workers 2 --hostname mx.test and extra arguments, and waits until it listens. */
+bool stls_fixture_start_proxy(struct stls_fixture *f, const char *const extra[]);
+
+/* Stops both (SIGTERM, then SIGKILL) and removes the folder. Returns the proxy's exit code, or -2
+ * when its output holds a sanitizer report (a leak or an error seen only at exit), so a suite's
+ * test can insist on a clean exit. Calling it again returns the same code. */
+int stls_fixture_cleanup(struct stls_fixture *f);
+
+/* Messages the demo backend stored, in arrival order. */
+unsigned stls_fixture_num_messages(struct stls_fixture *f);
+
+/* Waits up to timeout_ms until at least n messages are stored. */
+bool stls_fixture_wait_messages(struct stls_fixture *f, unsigned n, int timeout_ms);
+
+/* The index-th stored message (arrival order); .json sidecar with envelope when envelope is
+ * true. Free with free(). NULL if there is none. */
+char *stls_fixture_message(struct stls_fixture *f, unsigned index, bool envelope, size_t *out_len);

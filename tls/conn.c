@@ -1,0 +1,230 @@
+#include "tls/conn.h"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/mem.h"
+
+/* A TLS record carries at most 16 KiB of plaintext: room for one per read. */
+enum { PLAIN_CHUNK = 16384, TLS_RECORD_HANDSHAKE = 0x16 };
+
+struct stls_tls_conn {
+	SSL *ssl;
+	const struct stls_ticket_keys *keys;
+	struct stls_span in; /* ciphertext not yet read by BoringSSL */
+	struct stls_buf *wire;
+	size_t wire_limit;
+	bool ready;
+	bool first_byte_seen;
+	bool wire_full;
+	char error[96];
+};
+
+static BIO_METHOD *g_bio_method;
+static int g_ex_index = -1;
+
+static int bio_read(BIO *bio, char *out, int len)
+{
+	struct stls_tls_conn *t = BIO_get_data(bio);
+	BIO_clear_retry_flags(bio);
+	if (t->in.len == 0) {
+		BIO_set_retry_read(bio);
+		return -1;
+	}
+	size_t n = (size_t)len < t->in.len ? (size_t)len : t->in.len;
+	memcpy(out, t->in.ptr, n);
+	t->in = stls_span_from(t->in, n);
+	return (int)n;
+}
+
+static int bio_write(BIO *bio, const char *data, int len)
+{
+	struct stls_tls_conn *t = BIO_get_data(bio);
+	BIO_clear_retry_flags(bio);
+	if (stls_buf_append(t->wire, stls_span_make(data, (size_t)len), t->wire_limit) != STLS_OK) {
+		t->wire_full = true;
+		return -1;
+	}
+	return len;
+}
+
+static long bio_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+	(void)bio;
+	(void)num;
+	(void)ptr;
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+enum stls_err stls_tls_init(void)
+{
+	if (g_bio_method)
+		return STLS_OK;
+	g_bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "starttlsd");
+	if (!g_bio_method || !BIO_meth_set_read(g_bio_method, bio_read) ||
+	    !BIO_meth_set_write(g_bio_method, bio_write) || !BIO_meth_set_ctrl(g_bio_method, bio_ctrl))
+		return STLS_ERR_TLS;
+	g_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	return g_ex_index < 0 ? STLS_ERR_TLS : STLS_OK;
+}
+
+struct stls_tls_conn *stls_tls_conn_new_server(SSL_CTX *ctx, const struct stls_ticket_keys *keys, struct stls_buf *wire,
+					       size_t wire_limit)
+{
+	struct stls_tls_conn *t = stls_calloc(1, sizeof(*t));
+	BIO *bio = BIO_new(g_bio_method);
+	if (!t || !bio)
+		goto fail;
+	t->ssl = SSL_new(ctx);
+	if (!t->ssl)
+		goto fail;
+	t->keys = keys;
+	t->wire = wire;
+	t->wire_limit = wire_limit;
+	BIO_set_data(bio, t);
+	BIO_set_init(bio, 1);
+	SSL_set_bio(t->ssl, bio, bio); /* the SSL owns the BIO from here */
+	SSL_set_ex_data(t->ssl, g_ex_index, t);
+	SSL_set_accept_state(t->ssl);
+	/* The handshake's configuration is not needed once it is done: less memory per session. */
+	SSL_set_shed_handshake_config(t->ssl, 1);
+	return t;
+fail:
+	BIO_free(bio);
+	if (t)
+		SSL_free(t->ssl);
+	stls_free_ptr(&t);
+	ERR_clear_error();
+	return NULL;
+}
+
+void stls_tls_conn_free(struct stls_tls_conn **pt)
+{
+	if (!*pt)
+		return;
+	SSL_free((*pt)->ssl);
+	stls_free_ptr(pt);
+}
+
+static enum stls_err fail(struct stls_tls_conn *t, int ret)
+{
+	if (t->wire_full) {
+		snprintf(t->error, sizeof(t->error), "output buffer full");
+		ERR_clear_error();
+		return STLS_ERR_LIMIT;
+	}
+	int e = SSL_get_error(t->ssl, ret);
+	uint32_t packed = ERR_peek_error();
+	const char *reason = packed ? ERR_reason_error_string(packed) : NULL;
+	if (reason)
+		snprintf(t->error, sizeof(t->error), "%s", reason);
+	else if (e == SSL_ERROR_ZERO_RETURN)
+		snprintf(t->error, sizeof(t->error), "peer sent close_notify");
+	else
+		snprintf(t->error, sizeof(t->error), "error %d", e);
+	/* BoringSSL names errors in capitals with underscores; the log reads better in words. */
+	for (char *p = t->error; *p; p++)
+		*p = *p == '_' ? ' ' : (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
+	ERR_clear_error();
+	return STLS_ERR_TLS;
+}
+
+enum stls_err stls_tls_conn_input(struct stls_tls_conn *t, struct stls_buf *plain, size_t plain_limit,
+				  struct stls_span ciphertext)
+{
+	if (!t->first_byte_seen && ciphertext.len > 0) {
+		t->first_byte_seen = true;
+		/* After STARTTLS the client must speak TLS. Anything else (a command pipelined after
+		 * STARTTLS, a client that ignored our 220) is refused before BoringSSL sees it. */
+		if (ciphertext.ptr[0] != TLS_RECORD_HANDSHAKE) {
+			snprintf(t->error, sizeof(t->error), "plaintext received instead of a TLS handshake");
+			return STLS_ERR_PROTO;
+		}
+	}
+	t->in = ciphertext;
+	if (!t->ready) {
+		int ret = SSL_do_handshake(t->ssl);
+		if (ret != 1) {
+			if (SSL_get_error(t->ssl, ret) == SSL_ERROR_WANT_READ && !t->wire_full) {
+				t->in = (struct stls_span){ 0 };
+				return STLS_AGAIN;
+			}
+			return fail(t, ret);
+		}
+		t->ready = true;
+	}
+	for (;;) {
+		if (stls_buf_reserve(plain, PLAIN_CHUNK, plain_limit) != STLS_OK) {
+			snprintf(t->error, sizeof(t->error), "input buffer full");
+			return STLS_ERR_LIMIT;
+		}
+		int n = SSL_read(t->ssl, stls_buf_tail(plain), (int)stls_buf_tail_room(plain));
+		if (n > 0) {
+			stls_buf_commit(plain, (size_t)n);
+			continue;
+		}
+		int e = SSL_get_error(t->ssl, n);
+		t->in = (struct stls_span){ 0 };
+		if (e == SSL_ERROR_WANT_READ && !t->wire_full)
+			return STLS_OK;
+		if (e == SSL_ERROR_ZERO_RETURN) {
+			ERR_clear_error();
+			return STLS_DONE;
+		}
+		return fail(t, n);
+	}
+}
+
+enum stls_err stls_tls_conn_write(struct stls_tls_conn *t, struct stls_span plain)
+{
+	while (plain.len > 0) {
+		int chunk = plain.len > (size_t)INT32_MAX ? INT32_MAX : (int)plain.len;
+		int n = SSL_write(t->ssl, plain.ptr, chunk);
+		if (n <= 0)
+			return fail(t, n);
+		plain = stls_span_from(plain, (size_t)n);
+	}
+	return STLS_OK;
+}
+
+void stls_tls_conn_shutdown(struct stls_tls_conn *t)
+{
+	if (t->ready)
+		(void)SSL_shutdown(t->ssl);
+	ERR_clear_error();
+}
+
+bool stls_tls_conn_ready(const struct stls_tls_conn *t)
+{
+	return t->ready;
+}
+
+const char *stls_tls_conn_error(const struct stls_tls_conn *t)
+{
+	return t->error;
+}
+
+const char *stls_tls_conn_version(const struct stls_tls_conn *t)
+{
+	return SSL_get_version(t->ssl);
+}
+
+const char *stls_tls_conn_cipher(const struct stls_tls_conn *t)
+{
+	const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
+	return c ? SSL_CIPHER_standard_name(c) : "none";
+}
+
+bool stls_tls_conn_resumed(const struct stls_tls_conn *t)
+{
+	return SSL_session_reused(t->ssl) == 1;
+}
+
+const struct stls_ticket_keys *stls_tls_conn_ticket_keys(const SSL *ssl)
+{
+	const struct stls_tls_conn *t = SSL_get_ex_data(ssl, g_ex_index);
+	return t ? t->keys : NULL;
+}

@@ -1,0 +1,65 @@
+/* TLS on one connection, without a socket.
+ *
+ * BoringSSL never touches a socket: the worker hands it the ciphertext io_uring received (through
+ * a BIO that reads the receive buffer in place) and collects the ciphertext it produces in the
+ * connection's wire buffer, which the worker sends. Plaintext goes into and out of the session's
+ * own buffers. BoringSSL releases its record buffers whenever they are empty, so an idle session
+ * holds only the SSL object. */
+#pragma once
+
+#include <openssl/base.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/span.h"
+#include "tls/tickets.h"
+
+struct stls_tls_conn;
+
+/* Starts a server-side connection on ctx. Ciphertext to send is appended to wire (never past
+ * wire_limit bytes queued). keys must outlive the connection (the session's snapshot holds them).
+ * Returns NULL when out of memory. */
+struct stls_tls_conn *stls_tls_conn_new_server(SSL_CTX *ctx, const struct stls_ticket_keys *keys, struct stls_buf *wire,
+					       size_t wire_limit);
+
+/* Frees the connection and sets *pt to NULL; harmless on NULL. */
+void stls_tls_conn_free(struct stls_tls_conn **pt);
+
+/* Feeds ciphertext (all of it is consumed), advances the handshake and appends any application
+ * data to plain (never past plain_limit bytes there). Returns:
+ *   STLS_AGAIN        the handshake needs more bytes;
+ *   STLS_OK           the handshake is done (plaintext may have been appended);
+ *   STLS_DONE         the peer sent close_notify;
+ *   STLS_ERR_TLS      the handshake or a record failed (stls_tls_conn_error says why);
+ *   STLS_ERR_LIMIT    plain or wire would grow past its limit. */
+[[nodiscard]] enum stls_err stls_tls_conn_input(struct stls_tls_conn *t, struct stls_buf *plain, size_t plain_limit,
+						struct stls_span ciphertext);
+
+/* Encrypts plain into the wire buffer. Returns STLS_OK, or STLS_ERR_TLS / STLS_ERR_LIMIT. */
+[[nodiscard]] enum stls_err stls_tls_conn_write(struct stls_tls_conn *t, struct stls_span plain);
+
+/* Queues close_notify (once the handshake is done; otherwise does nothing). */
+void stls_tls_conn_shutdown(struct stls_tls_conn *t);
+
+/* Whether the handshake completed. */
+bool stls_tls_conn_ready(const struct stls_tls_conn *t);
+
+/* Why the connection failed, for "TLS failed: <why>"; "" if it has not. */
+const char *stls_tls_conn_error(const struct stls_tls_conn *t);
+
+/* The negotiated protocol ("TLSv1.3") and cipher suite's IETF name ("TLS_AES_128_GCM_SHA256"):
+ * static strings, valid forever. */
+const char *stls_tls_conn_version(const struct stls_tls_conn *t);
+const char *stls_tls_conn_cipher(const struct stls_tls_conn *t);
+
+/* Whether the handshake resumed a session. */
+bool stls_tls_conn_resumed(const struct stls_tls_conn *t);
+
+/* The key set of the connection that owns ssl (for the ticket callback). */
+const struct stls_ticket_keys *stls_tls_conn_ticket_keys(const SSL *ssl);
+
+/* Prepares the BIO method and the ex_data index; call once before any worker starts. Returns
+ * STLS_OK or STLS_ERR_TLS. */
+[[nodiscard]] enum stls_err stls_tls_init(void);

@@ -31,7 +31,7 @@ SOURCES = {
              "net.c", "worker.c"],
     "proto": ["smtp_lex.c", "smtp_reply.c", "smtp_data.c", "ehlo.c", "inbound.c",
               "inbound_relay.c", "backend_probe.c"],
-    "tls": [],
+    "tls": ["cert.c", "selfsign.c", "tickets.c", "ctx.c", "conn.c"],
 }
 DAEMON_MAIN = "core/main.c"
 
@@ -140,7 +140,7 @@ def generate(args, argv):
     ninja_file = "build.ninja" if variant is None and args.builddir is None else builddir + "/build.ninja"
 
     cflags = ["-std=gnu2x", "-g", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
-              "-Wmissing-prototypes", "-Wvla", "-Wformat=2", "-Wno-format-nonliteral",
+              "-Wmissing-prototypes", "-Wvla", "-Wformat=2", "-Wno-missing-field-initializers", "-Wno-format-nonliteral",
               "-D_GNU_SOURCE", "-I.", "-isystem", deps["android_inc"], "-fPIE",
               "-fstack-protector-strong", "-fno-strict-aliasing"]
     ldflags = ["-pie", "-Wl,-z,relro,-z,now", "-L" + deps["android_lib"],

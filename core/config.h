@@ -23,6 +23,17 @@ struct stls_hostport {
 	char text[272];
 };
 
+/* The appliance's inbound TLS settings (spec S11-S13). */
+enum stls_tls_policy {
+	STLS_TLS_OFF = 0,   /* STARTTLS not offered */
+	STLS_TLS_PREFERRED, /* offered; clear text allowed */
+	STLS_TLS_REQUIRED,  /* offered; no mail without it */
+	STLS_TLS__COUNT,
+};
+
+/* "off", "preferred", "required". */
+const char *stls_tls_policy_str(enum stls_tls_policy policy);
+
 struct stls_config {
 	struct stls_addr listen[STLS_MAX_LISTEN];
 	unsigned num_listen;
@@ -45,6 +56,16 @@ struct stls_config {
 	uint32_t backend_reply_timeout_ms;
 	uint32_t shutdown_grace_ms;
 	uint32_t backend_probe_interval_ms;
+
+	uint8_t inbound_tls; /* enum stls_tls_policy */
+	char cert_path[1024];
+	char key_path[1024];
+	char chain_path[1024];
+	char p12_path[1024];
+	char p12_password_path[1024];
+	char ticket_key_path[1024];
+	uint32_t ticket_rotation_ms;
+	uint32_t handshake_timeout_ms;
 
 	uint32_t recv_buffers;
 	uint32_t recv_buffer_size;

@@ -17,6 +17,7 @@ enum flag_kind {
 	FK_HOSTNAME,
 	FK_LISTEN, /* repeatable */
 	FK_HOSTPORT,
+	FK_ENUM, /* one of choices, stored as a uint8_t index */
 	FK__COUNT,
 };
 
@@ -30,7 +31,15 @@ struct flag {
 	uint64_t max;
 	const char *def; /* default, parsed like a value; NULL for none */
 	const char *help;
+	const char *const *choices; /* FK_ENUM: NULL-terminated */
 };
+
+static const char *const tls_policies[] = { "off", "preferred", "required", NULL };
+
+const char *stls_tls_policy_str(enum stls_tls_policy policy)
+{
+	return (unsigned)policy < STLS_TLS__COUNT ? tls_policies[policy] : "unknown";
+}
 
 #define CFG(field) offsetof(struct stls_config, field), sizeof(((struct stls_config *)0)->field)
 
@@ -45,6 +54,24 @@ static const struct flag flags[] = {
 	  "name in the greeting and EHLO replies (default: the system hostname)" },
 	{ "backend-probe-interval", "SECS", FK_SECONDS, CFG(backend_probe_interval_ms), 1, 86400, "60",
 	  "how often the backend's EHLO capabilities are read again" },
+
+	{ NULL, NULL, FK__COUNT, 0, 0, 0, 0, NULL, "TLS (inbound STARTTLS):" },
+	{ "inbound-tls", "off|preferred|required", FK_ENUM, CFG(inbound_tls), 0, 0, "preferred",
+	  "offer STARTTLS (preferred), also require it before mail (required), or not at all (off)", tls_policies },
+	{ "cert", "FILE", FK_STRING, CFG(cert_path), 0, 0, NULL,
+	  "PEM certificate, then any intermediates (default: an ephemeral self-signed demo certificate)" },
+	{ "key", "FILE", FK_STRING, CFG(key_path), 0, 0, NULL, "PEM private key of --cert (unencrypted)" },
+	{ "chain", "FILE", FK_STRING, CFG(chain_path), 0, 0, NULL, "PEM intermediates, if not in --cert" },
+	{ "p12", "FILE", FK_STRING, CFG(p12_path), 0, 0, NULL, "PKCS#12 file with key, certificate and chain" },
+	{ "p12-password-file", "FILE", FK_STRING, CFG(p12_password_path), 0, 0, NULL,
+	  "file whose first line is the --p12 password" },
+	{ "ticket-key-file", "FILE", FK_STRING, CFG(ticket_key_path), 0, 0, NULL,
+	  "session-ticket keys shared by several nodes: 80 bytes a key, the first encrypts; read again when it "
+	  "changes (default: random keys, rotated)" },
+	{ "ticket-key-rotation", "SECS", FK_SECONDS, CFG(ticket_rotation_ms), 60, 604800, "12h",
+	  "how often random ticket keys are replaced (a ticket stays valid two more periods)" },
+	{ "handshake-timeout", "SECS", FK_SECONDS, CFG(handshake_timeout_ms), 1, 3600, "30",
+	  "from the 220 reply to STARTTLS to the end of the TLS handshake" },
 
 	{ NULL, NULL, FK__COUNT, 0, 0, 0, 0, NULL, "Threads:" },
 	{ "workers", "N", FK_U32, CFG(workers), 0, STLS_MAX_WORKERS, "0",
@@ -280,6 +307,15 @@ static enum stls_err flag_set(struct parse_state *ps, const struct flag *f, cons
 		cfg->num_listen++;
 		return STLS_OK;
 	}
+	case FK_ENUM:
+		for (uint8_t i = 0; f->choices[i]; i++) {
+			if (strcmp(v, f->choices[i]) == 0) {
+				*field = i;
+				return STLS_OK;
+			}
+		}
+		fprintf(ps->err, "starttlsd: --%s %s: expected %s\n", f->name, v, f->metavar);
+		return STLS_ERR_USAGE;
 	case FK_HOSTPORT:
 		if (stls_flags_parse_hostport((struct stls_hostport *)field, v) != STLS_OK) {
 			fprintf(ps->err, "starttlsd: --%s %s: expected HOST:PORT such as 127.0.0.1:2626\n", f->name, v);
@@ -407,6 +443,22 @@ enum stls_err stls_flags_parse(struct stls_config *out_cfg, enum stls_flags_acti
 	if (*out_action != STLS_FLAGS_RUN)
 		return STLS_OK;
 
+	if (!!out_cfg->cert_path[0] != !!out_cfg->key_path[0]) {
+		fprintf(err, "starttlsd: --cert and --key go together\n");
+		return STLS_ERR_USAGE;
+	}
+	if (!!out_cfg->p12_path[0] != !!out_cfg->p12_password_path[0]) {
+		fprintf(err, "starttlsd: --p12 and --p12-password-file go together\n");
+		return STLS_ERR_USAGE;
+	}
+	if (out_cfg->p12_path[0] && out_cfg->cert_path[0]) {
+		fprintf(err, "starttlsd: --p12 and --cert: give one or the other\n");
+		return STLS_ERR_USAGE;
+	}
+	if (out_cfg->chain_path[0] && !out_cfg->cert_path[0]) {
+		fprintf(err, "starttlsd: --chain needs --cert and --key\n");
+		return STLS_ERR_USAGE;
+	}
 	if (out_cfg->recv_buffers & (out_cfg->recv_buffers - 1)) {
 		fprintf(err, "starttlsd: --recv-buffers %u: must be a power of two\n", out_cfg->recv_buffers);
 		return STLS_ERR_USAGE;
@@ -437,7 +489,10 @@ void stls_flags_print(const struct stls_config *cfg, FILE *out)
 			break;
 		}
 		case FK_STRING:
-		case FK_HOSTNAME: fprintf(out, "--%s %s\n", f->name, (const char *)field); break;
+		case FK_HOSTNAME:
+			if (*(const char *)field) /* optional paths print only when set */
+				fprintf(out, "--%s %s\n", f->name, (const char *)field);
+			break;
 		case FK_LISTEN:
 			for (unsigned l = 0; l < cfg->num_listen; l++)
 				fprintf(out, "--%s %s\n", f->name, cfg->listen[l].text);
@@ -445,6 +500,7 @@ void stls_flags_print(const struct stls_config *cfg, FILE *out)
 		case FK_HOSTPORT:
 			fprintf(out, "--%s %s\n", f->name, ((const struct stls_hostport *)field)->text);
 			break;
+		case FK_ENUM: fprintf(out, "--%s %s\n", f->name, f->choices[*field]); break;
 		case FK_ACTION:
 		case FK__COUNT: break;
 		}

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,8 +22,17 @@
 #include "core/worker.h"
 #include "proto/backend_probe.h"
 #include "proto/inbound.h"
+#include "tls/conn.h"
+#include "tls/ctx.h"
+#include "tls/tickets.h"
 
-enum { STLS_MAIN_TICK_MS = 100, PROBE_TIMEOUT_MS = 5000, PROBE_RETRY_MS = 5000, LISTEN_BACKLOG = 4096 };
+enum {
+	STLS_MAIN_TICK_MS = 100,
+	PROBE_TIMEOUT_MS = 5000,
+	PROBE_RETRY_MS = 5000,
+	LISTEN_BACKLOG = 4096,
+	TICKET_FILE_CHECK_MS = 10000,
+};
 
 struct daemon {
 	struct stls_config cfg;
@@ -35,6 +45,9 @@ struct daemon {
 	bool draining;
 	bool grace_over;
 	uint64_t grace_end_ms;
+	struct stls_tls_server *tls; /* the daemon's reference */
+	uint64_t next_ticket_ms;
+	struct timespec ticket_mtime;
 };
 
 static uint64_t monotonic_ms(void)
@@ -63,24 +76,116 @@ static void caps_describe(char *out, size_t out_len, const struct stls_ehlo_caps
 	}
 }
 
-/* Builds and publishes a snapshot from the backend's current state. */
+/* A new snapshot: a copy of the current one (or an empty one), for the caller to change and
+ * publish. */
+static struct stls_snapshot *snapshot_clone(struct daemon *d)
+{
+	struct stls_snapshot *cur = stls_snapshot_current();
+	struct stls_snapshot *snap = stls_calloc(1, sizeof(*snap));
+	if (!snap)
+		return NULL;
+	if (cur)
+		*snap = *cur;
+	snap->retired_next = NULL;
+	snap->cfg = &d->cfg;
+	snap->tls = d->tls;
+	stls_tls_server_get(snap->tls);
+	return snap;
+}
+
+/* Builds and publishes a snapshot with the backend's current state. */
 static enum stls_err publish_snapshot(struct daemon *d, const struct sockaddr_storage *addr, socklen_t addr_len,
 				      const struct stls_ehlo_caps *caps)
 {
-	struct stls_snapshot *snap = stls_calloc(1, sizeof(*snap));
+	struct stls_snapshot *snap = snapshot_clone(d);
 	if (!snap)
 		return STLS_ERR_NOMEM;
-	snap->cfg = &d->cfg;
-	if (addr_len) {
+	snap->backend_addr_len = addr_len;
+	if (addr_len)
 		memcpy(&snap->backend_addr, addr, addr_len);
-		snap->backend_addr_len = addr_len;
-	}
-	if (caps) {
+	snap->caps_known = caps != NULL;
+	if (caps)
 		snap->caps = *caps;
-		snap->caps_known = true;
-	}
 	stls_snapshot_publish(snap);
 	return STLS_OK;
+}
+
+/* Publishes new session-ticket keys: read from --ticket-key-file when it changed (or force),
+ * otherwise a fresh random key in front of the previous ones. */
+static void rotate_tickets(struct daemon *d, bool force)
+{
+	struct stls_snapshot *cur = stls_snapshot_current();
+	struct stls_ticket_keys keys;
+	char err[256];
+	if (d->cfg.ticket_key_path[0]) {
+		struct stat st;
+		if (stat(d->cfg.ticket_key_path, &st) != 0) {
+			if (force)
+				stls_log_warn("--ticket-key-file %s: %s; keeping the keys in use",
+					      d->cfg.ticket_key_path, strerror(errno));
+			return;
+		}
+		if (!force && st.st_mtim.tv_sec == d->ticket_mtime.tv_sec &&
+		    st.st_mtim.tv_nsec == d->ticket_mtime.tv_nsec)
+			return;
+		if (stls_tickets_load(&keys, d->cfg.ticket_key_path, err, sizeof(err)) != STLS_OK) {
+			stls_log_warn("--ticket-key-file %s; keeping the keys in use", err);
+			d->ticket_mtime = st.st_mtim;
+			return;
+		}
+		d->ticket_mtime = st.st_mtim;
+		stls_log_info("session-ticket keys read from %s: %u key%s", d->cfg.ticket_key_path, keys.num,
+			      keys.num == 1 ? "" : "s");
+	} else if (stls_tickets_rotate(&keys, cur ? &cur->tickets : NULL) != STLS_OK) {
+		stls_log_crit("cannot make a session-ticket key; keeping the keys in use");
+		return;
+	}
+	struct stls_snapshot *snap = snapshot_clone(d);
+	if (!snap) {
+		stls_log_crit("out of memory publishing new ticket keys");
+		return;
+	}
+	snap->tickets = keys;
+	stls_wipe(&keys, sizeof(keys));
+	stls_snapshot_publish(snap);
+	d->next_ticket_ms =
+		monotonic_ms() + (d->cfg.ticket_key_path[0] ? TICKET_FILE_CHECK_MS : d->cfg.ticket_rotation_ms);
+}
+
+/* Loads and checks the certificate, logging every finding. Returns 0, or -1 when it cannot be
+ * used (the reasons are logged, or printed when log is false). */
+static int load_tls(struct daemon *d, bool log)
+{
+	char err[256];
+	struct stls_cert_report report;
+	enum stls_err ret = stls_tls_server_new(&d->tls, &report, &d->cfg, err, sizeof(err));
+	const struct stls_cert_report *r = ret == STLS_OK ? &d->tls->report : &report;
+	for (unsigned i = 0; i < r->num; i++) {
+		enum stls_cert_severity sev = r->findings[i].severity;
+		if (log)
+			stls_logf(sev == STLS_CERT_ERROR     ? STLS_LOG_CRITICAL
+				  : sev == STLS_CERT_WARNING ? STLS_LOG_WARNING
+							     : STLS_LOG_INFO,
+				  "certificate: %s", r->findings[i].text);
+		else
+			fprintf(stderr, "starttlsd: certificate %s: %s\n", stls_cert_severity_str(sev),
+				r->findings[i].text);
+	}
+	if (ret != STLS_OK) {
+		if (log)
+			stls_log_crit("TLS: %s", err);
+		else
+			fprintf(stderr, "starttlsd: TLS: %s\n", err);
+		return -1;
+	}
+	if (log) {
+		stls_log_info("TLS certificate %s", d->tls->describe);
+		if (d->tls->demo)
+			stls_log_warn("no --cert or --p12: using an ephemeral self-signed demo certificate for %s; "
+				      "peers cannot verify it (spec S1)",
+				      d->cfg.hostname);
+	}
+	return 0;
 }
 
 /* Resolves and probes the backend, publishing a new snapshot when what clients are offered
@@ -144,6 +249,20 @@ static int check_config(struct daemon *d)
 		fprintf(stderr, "starttlsd: %s\n", err);
 		status = 1;
 	}
+	if (load_tls(d, false) != 0)
+		status = 1;
+	else
+		printf("# TLS certificate %s%s\n", d->tls->describe, d->tls->demo ? " (demo, not verifiable)" : "");
+	if (d->cfg.ticket_key_path[0]) {
+		struct stls_ticket_keys keys;
+		if (stls_tickets_load(&keys, d->cfg.ticket_key_path, err, sizeof(err)) != STLS_OK) {
+			fprintf(stderr, "starttlsd: --ticket-key-file %s\n", err);
+			status = 1;
+		}
+		stls_wipe(&keys, sizeof(keys));
+	}
+	stls_tls_server_put(d->tls);
+	d->tls = NULL;
 	stls_flags_print(&d->cfg, stdout);
 	printf("# %s\n", status == 0 ? "configuration is valid" : "configuration has errors");
 	return status;
@@ -243,8 +362,10 @@ static void on_signal(struct daemon *d, int sig)
 		}
 		break;
 	case SIGHUP:
-		stls_log_info("reload: reading the backend's capabilities again");
+		stls_log_info("reload: reading the backend's capabilities and the ticket keys again");
 		probe_backend(d, true);
+		if (d->cfg.ticket_key_path[0])
+			rotate_tickets(d, true);
 		break;
 	case SIGUSR1: stls_log_reopen(); break;
 	default: break;
@@ -269,8 +390,11 @@ static void main_loop(struct daemon *d)
 			}
 			if (all_exited(d))
 				return;
-		} else if (now >= d->next_probe_ms) {
-			probe_backend(d, false);
+		} else {
+			if (now >= d->next_probe_ms)
+				probe_backend(d, false);
+			if (now >= d->next_ticket_ms)
+				rotate_tickets(d, false);
 		}
 		stls_snapshot_collect();
 	}
@@ -303,11 +427,21 @@ static int run(struct daemon *d)
 		return 1;
 
 	int status = 1;
-	stls_log_info("starttlsd %s starting: %u workers%s, allocator %s", STLS_VERSION, d->cfg.workers,
-		      d->cfg.no_pin ? "" : " pinned", stls_mem_allocator());
-	probe_backend(d, true);
-	if (!stls_snapshot_current() && publish_snapshot(d, NULL, 0, NULL) != STLS_OK)
+	stls_log_info("starttlsd %s starting: %u workers%s, allocator %s, inbound TLS %s", STLS_VERSION, d->cfg.workers,
+		      d->cfg.no_pin ? "" : " pinned", stls_mem_allocator(),
+		      stls_tls_policy_str((enum stls_tls_policy)d->cfg.inbound_tls));
+	if (stls_tls_init() != STLS_OK) {
+		stls_log_crit("cannot initialise TLS");
 		goto out;
+	}
+	if (load_tls(d, true) != 0)
+		goto out;
+	rotate_tickets(d, true);
+	if (!stls_snapshot_current() || stls_snapshot_current()->tickets.num == 0) {
+		stls_log_crit("no session-ticket keys: refusing to start");
+		goto out;
+	}
+	probe_backend(d, true);
 	if (start_workers(d) != 0)
 		goto out;
 	for (unsigned l = 0; l < d->cfg.num_listen; l++)
@@ -324,6 +458,7 @@ out:
 	stop_workers(d);
 	stls_log_stop();
 	stls_snapshot_shutdown();
+	stls_tls_server_put(d->tls);
 	close(d->signal_fd);
 	return status;
 }

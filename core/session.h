@@ -15,10 +15,12 @@
 #include "core/buf.h"
 #include "core/span.h"
 #include "core/timer.h"
+#include "tls/tickets.h"
 
 struct stls_worker;
 struct stls_snapshot;
 struct stls_session;
+struct stls_tls_conn;
 
 enum stls_side {
 	STLS_SIDE_CLIENT = 0, /* the peer that connected to us */
@@ -42,10 +44,12 @@ enum stls_conn_flag {
 struct stls_conn {
 	int fd;
 	uint16_t flags;
-	uint8_t num_inflight;	 /* operations in flight on fd */
-	struct stls_buf in;	 /* received bytes the protocol has not consumed yet */
-	struct stls_buf out;	 /* bytes queued to send */
-	struct stls_buf sending; /* bytes the kernel is sending: pinned until the send completes */
+	uint8_t num_inflight;	   /* operations in flight on fd */
+	struct stls_tls_conn *tls; /* set once STARTTLS began on this connection */
+	struct stls_buf in;	   /* received plaintext the protocol has not consumed yet */
+	struct stls_buf out;	   /* plaintext queued to send */
+	struct stls_buf wire;	   /* with TLS: ciphertext (and the clear-text 220) waiting to be sent */
+	struct stls_buf sending;   /* bytes the kernel is sending: pinned until the send completes */
 };
 
 struct stls_session_ops {
@@ -64,6 +68,9 @@ struct stls_session_ops {
 	void (*on_connected)(struct stls_session *s, enum stls_side side, int res);
 	/* The connection on side is fully closed and the side may be opened again (optional). */
 	void (*on_released)(struct stls_session *s, enum stls_side side);
+	/* The TLS handshake on side finished: res STLS_OK, or a failure whose reason
+	 * stls_conn_tls_error gives. */
+	void (*on_tls)(struct stls_session *s, enum stls_side side, enum stls_err res);
 	/* The session's timer fired. */
 	void (*on_timeout)(struct stls_session *s);
 	/* The daemon's shutdown grace period ended: finish the session now. */
@@ -119,6 +126,16 @@ static inline bool stls_conn_is_open(const struct stls_session *s, enum stls_sid
  * comes through ops->on_connected. Returns STLS_OK or STLS_ERR_IO (socket() failed: errno set). */
 [[nodiscard]] enum stls_err stls_conn_connect(struct stls_session *s, enum stls_side side, const struct sockaddr *addr,
 					      socklen_t addr_len);
+
+/* Starts TLS as the server on side: what is queued so far (the 220 to STARTTLS) still goes out
+ * in clear text, everything after it through TLS with ctx; bytes received from now on are
+ * ciphertext. Completion comes through ops->on_tls. keys must outlive the connection. Returns
+ * STLS_OK or STLS_ERR_NOMEM. */
+[[nodiscard]] enum stls_err stls_conn_start_tls(struct stls_session *s, enum stls_side side, struct ssl_ctx_st *ctx,
+						const struct stls_ticket_keys *keys);
+
+/* Why TLS failed on side ("" if it has not). */
+const char *stls_conn_tls_error(const struct stls_session *s, enum stls_side side);
 
 /* Ends the session: both sides are closed after their queued bytes are sent (flush) or at once,
  * and the session is freed when no operation is in flight. */

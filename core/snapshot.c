@@ -1,12 +1,20 @@
 #include "core/snapshot.h"
 
 #include "core/mem.h"
+#include "tls/ctx.h"
 
 static _Atomic(struct stls_snapshot *) g_current;
 static struct stls_snapshot *g_retired;
 static struct stls_snapshot_reader *g_readers;
 static unsigned g_num_readers;
 static uint64_t g_next_gen = 1;
+
+static void snapshot_free(struct stls_snapshot *s)
+{
+	stls_tls_server_put(s->tls);
+	stls_wipe(&s->tickets, sizeof(s->tickets));
+	stls_free_ptr(&s);
+}
 
 struct stls_snapshot *stls_snapshot_current(void)
 {
@@ -42,7 +50,7 @@ unsigned stls_snapshot_collect(void)
 		struct stls_snapshot *s = *pp;
 		if (s->gen < oldest) {
 			*pp = s->retired_next;
-			stls_free_ptr(&s);
+			snapshot_free(s);
 		} else {
 			pp = &s->retired_next;
 			remaining++;
@@ -54,10 +62,11 @@ unsigned stls_snapshot_collect(void)
 void stls_snapshot_shutdown(void)
 {
 	struct stls_snapshot *cur = atomic_exchange(&g_current, NULL);
-	stls_free_ptr(&cur);
+	if (cur)
+		snapshot_free(cur);
 	while (g_retired) {
 		struct stls_snapshot *s = g_retired;
 		g_retired = s->retired_next;
-		stls_free_ptr(&s);
+		snapshot_free(s);
 	}
 }

@@ -17,6 +17,9 @@
 
 #include "core/config.h"
 #include "proto/ehlo.h"
+#include "tls/tickets.h"
+
+struct stls_tls_server;
 
 struct stls_snapshot {
 	uint64_t gen;
@@ -25,6 +28,8 @@ struct stls_snapshot {
 	socklen_t backend_addr_len;
 	bool caps_known; /* the backend answered the last probe */
 	struct stls_ehlo_caps caps;
+	struct stls_tls_server *tls;	    /* the inbound certificate's context (a reference) */
+	struct stls_ticket_keys tickets;    /* session-ticket keys, the first encrypting */
 	struct stls_snapshot *retired_next; /* main thread only */
 };
 
@@ -37,7 +42,7 @@ struct stls_snapshot_reader {
 struct stls_snapshot *stls_snapshot_current(void);
 
 /* Makes snap current and retires the previous one (main thread only). snap->gen is assigned
- * here. */
+ * here. A published snapshot owns one reference to snap->tls. */
 void stls_snapshot_publish(struct stls_snapshot *snap);
 
 /* Registers the readers whose oldest_gen decide when retired snapshots may be freed (main thread,

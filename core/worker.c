@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/net.h"
+#include "tls/conn.h"
 
 /* user_data layout: op (6 bits) | side (1 bit) | generation (25 bits) | slot (32 bits). A
  * completion whose generation does not match the slot's session is stale and dropped. */
@@ -186,16 +187,22 @@ static struct stls_session *session_new(struct stls_worker *w, const struct stls
 	return s;
 }
 
+static void conn_release(struct stls_conn *c)
+{
+	stls_tls_conn_free(&c->tls);
+	stls_buf_cleanup(&c->in);
+	stls_buf_cleanup(&c->out);
+	stls_buf_cleanup(&c->wire);
+	stls_buf_cleanup(&c->sending);
+}
+
 static void session_free(struct stls_worker *w, struct stls_session *s)
 {
 	if (s->ops->on_free)
 		s->ops->on_free(s);
 	stls_timer_disarm(&w->wheel, &s->timer);
-	for (unsigned side = 0; side < STLS_SIDE__COUNT; side++) {
-		stls_buf_cleanup(&s->conn[side].in);
-		stls_buf_cleanup(&s->conn[side].out);
-		stls_buf_cleanup(&s->conn[side].sending);
-	}
+	for (unsigned side = 0; side < STLS_SIDE__COUNT; side++)
+		conn_release(&s->conn[side]);
 	pin_put(w, s->snap);
 	w->slots[s->slot] = NULL;
 	w->free_slots[w->num_free++] = s->slot;
@@ -237,7 +244,35 @@ enum stls_err stls_conn_write(struct stls_session *s, enum stls_side side, struc
 
 size_t stls_conn_pending(const struct stls_session *s, enum stls_side side)
 {
-	return stls_buf_len(&s->conn[side].out) + stls_buf_len(&s->conn[side].sending);
+	const struct stls_conn *c = &s->conn[side];
+	return stls_buf_len(&c->out) + stls_buf_len(&c->wire) + stls_buf_len(&c->sending);
+}
+
+/* The most ciphertext or plaintext a connection may hold before the session is dropped: what the
+ * pause rules allow plus a few records of slack. */
+static size_t conn_limit(const struct stls_config *cfg)
+{
+	return (size_t)cfg->relay_buffer * 2 + (size_t)cfg->recv_buffer_size * 4 + 65536;
+}
+
+enum stls_err stls_conn_start_tls(struct stls_session *s, enum stls_side side, SSL_CTX *ctx,
+				  const struct stls_ticket_keys *keys)
+{
+	struct stls_conn *c = &s->conn[side];
+	STLS_BUG_ON(c->tls != NULL);
+	/* The reply that accepted STARTTLS is the last clear-text byte on this connection. */
+	STLS_TRY(stls_buf_append(&c->wire, stls_buf_span(&c->out), conn_limit(s->worker->cfg)));
+	stls_buf_cleanup(&c->out);
+	c->tls = stls_tls_conn_new_server(ctx, keys, &c->wire, conn_limit(s->worker->cfg));
+	if (!c->tls)
+		return STLS_ERR_NOMEM;
+	stls_session_mark(s);
+	return STLS_OK;
+}
+
+const char *stls_conn_tls_error(const struct stls_session *s, enum stls_side side)
+{
+	return s->conn[side].tls ? stls_tls_conn_error(s->conn[side].tls) : "";
 }
 
 void stls_conn_want_recv(struct stls_session *s, enum stls_side side, bool want)
@@ -250,6 +285,17 @@ void stls_conn_want_recv(struct stls_session *s, enum stls_side side, bool want)
 		/* A receive already in flight stays: its bytes land in conn->in for later. */
 		c->flags &= (uint16_t)~STLS_CONN_WANT_RECV;
 	}
+}
+
+/* With TLS: turns the plaintext queued in `out` into records in `wire`. */
+static enum stls_err conn_encrypt(struct stls_session *s, enum stls_side side)
+{
+	struct stls_conn *c = &s->conn[side];
+	if (!c->tls || stls_buf_empty(&c->out) || !stls_tls_conn_ready(c->tls))
+		return STLS_OK;
+	STLS_TRY(stls_tls_conn_write(c->tls, stls_buf_span(&c->out)));
+	stls_buf_cleanup(&c->out);
+	return STLS_OK;
 }
 
 static void conn_begin_close(struct stls_session *s, enum stls_side side)
@@ -273,6 +319,13 @@ void stls_conn_close(struct stls_session *s, enum stls_side side, bool flush)
 	struct stls_conn *c = &s->conn[side];
 	if (!(c->flags & STLS_CONN_OPEN))
 		return;
+	/* A TLS connection ends with close_notify, after the last plaintext, so the peer knows
+	 * nothing was cut off. */
+	if (flush && c->tls && stls_tls_conn_ready(c->tls) && !(c->flags & STLS_CONN_EOF) &&
+	    conn_encrypt(s, side) == STLS_OK) {
+		stls_tls_conn_shutdown(c->tls);
+		stls_session_mark(s);
+	}
 	if (flush && (stls_conn_pending(s, side) > 0)) {
 		c->flags |= STLS_CONN_CLOSE_AFTER;
 		c->flags &= (uint16_t)~STLS_CONN_WANT_RECV;
@@ -351,9 +404,7 @@ static void prep_close(struct stls_worker *w, struct stls_session *s, enum stls_
 	s->num_inflight++;
 	c->fd = -1;
 	c->flags = 0;
-	stls_buf_cleanup(&c->in);
-	stls_buf_cleanup(&c->out);
-	stls_buf_cleanup(&c->sending);
+	conn_release(c);
 	if (!s->ending && s->ops->on_released)
 		s->ops->on_released(s, side);
 }
@@ -370,14 +421,22 @@ static void flush_conn(struct stls_worker *w, struct stls_session *s, enum stls_
 	}
 	if (c->flags & STLS_CONN_CONNECTING)
 		return;
-	if (!(c->flags & STLS_CONN_SENDING) && !stls_buf_empty(&c->out)) {
-		/* Swap: the kernel reads from `sending` while the protocol keeps appending to `out`. */
+	/* With TLS, queued plaintext becomes ciphertext in `wire`; without, `out` is sent as it is. */
+	struct stls_buf *source = c->tls ? &c->wire : &c->out;
+	if (conn_encrypt(s, side) != STLS_OK) {
+		stls_log_warn("worker %u: session %llu: TLS write failed: %s", w->index, (unsigned long long)s->id,
+			      stls_tls_conn_error(c->tls));
+		conn_begin_close(s, side);
+		return;
+	}
+	if (!(c->flags & STLS_CONN_SENDING) && !stls_buf_empty(source)) {
+		/* Swap: the kernel reads from `sending` while more is appended to `source`. */
 		struct stls_buf tmp = c->sending;
-		c->sending = c->out;
-		c->out = tmp;
+		c->sending = *source;
+		*source = tmp;
 		prep_send(w, s, side);
 	}
-	if ((c->flags & STLS_CONN_CLOSE_AFTER) && !(c->flags & STLS_CONN_SENDING) && stls_buf_empty(&c->out)) {
+	if ((c->flags & STLS_CONN_CLOSE_AFTER) && !(c->flags & STLS_CONN_SENDING) && stls_conn_pending(s, side) == 0) {
 		conn_begin_close(s, side);
 		if (c->num_inflight == 0)
 			prep_close(w, s, side);
@@ -414,6 +473,38 @@ static void return_buffer(struct stls_worker *w, unsigned bid)
 	w->br_returned++;
 }
 
+/* Ciphertext arrived: decrypt it into conn->in, then hand the protocol what it holds. All of the
+ * ciphertext is consumed here, because its receive buffer goes back to the ring right after. */
+static void recv_tls(struct stls_worker *w, struct stls_session *s, enum stls_side side, struct stls_span data)
+{
+	struct stls_conn *c = &s->conn[side];
+	bool was_ready = stls_tls_conn_ready(c->tls);
+	enum stls_err err = stls_tls_conn_input(c->tls, &c->in, conn_limit(w->cfg), data);
+	stls_session_mark(s); /* the handshake may have produced bytes to send */
+	if (err == STLS_AGAIN)
+		return;
+	if (err != STLS_OK && err != STLS_DONE) {
+		/* The alert BoringSSL queued still goes out; the protocol ends the session. */
+		s->ops->on_tls(s, side, err);
+		return;
+	}
+	if (!was_ready) {
+		s->ops->on_tls(s, side, STLS_OK);
+		if (s->ending || !(c->flags & STLS_CONN_OPEN))
+			return;
+	}
+	if (!stls_buf_empty(&c->in)) {
+		size_t used = s->ops->on_recv(s, side, stls_buf_span(&c->in));
+		if ((c->flags & STLS_CONN_OPEN) && c->in.data)
+			stls_buf_consume(&c->in, used);
+	}
+	if (err == STLS_DONE && !s->ending) {
+		c->flags |= STLS_CONN_EOF;
+		c->flags &= (uint16_t)~STLS_CONN_WANT_RECV;
+		s->ops->on_closed(s, side, 0);
+	}
+}
+
 static void on_recv(struct stls_worker *w, struct stls_session *s, enum stls_side side, struct io_uring_cqe *cqe)
 {
 	struct stls_conn *c = &s->conn[side];
@@ -444,7 +535,9 @@ static void on_recv(struct stls_worker *w, struct stls_session *s, enum stls_sid
 	STLS_BUG_ON(!has_buf);
 	struct stls_span data = stls_span_make(w->br_bufs + (size_t)bid * w->cfg->recv_buffer_size, (size_t)res);
 	size_t limit = (size_t)w->cfg->recv_buffer_size * 4 + w->cfg->max_command_line;
-	if (stls_buf_empty(&c->in)) {
+	if (c->tls) {
+		recv_tls(w, s, side, data);
+	} else if (stls_buf_empty(&c->in)) {
 		size_t used = s->ops->on_recv(s, side, data);
 		if (used < data.len && (c->flags & STLS_CONN_OPEN) && !(c->flags & STLS_CONN_CLOSING) &&
 		    stls_buf_append(&c->in, stls_span_from(data, used), limit) != STLS_OK) {

@@ -36,6 +36,9 @@ struct stls_worker_stats {
 	_Atomic uint64_t messages; /* messages the backend accepted */
 	_Atomic uint64_t protocol_errors;
 	_Atomic uint64_t timeouts;
+	_Atomic uint64_t tls_success;
+	_Atomic uint64_t tls_failed;
+	_Atomic uint64_t starttls_injections; /* clear text sent after STARTTLS */
 };
 
 enum stls_worker_control {

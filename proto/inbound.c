@@ -9,13 +9,15 @@
 #include "core/worker.h"
 #include "proto/ehlo.h"
 #include "proto/inbound_int.h"
+#include "tls/conn.h"
+#include "tls/ctx.h"
 
 const char *stls_in_state_str(enum stls_in_state state)
 {
 	static const char *const names[STLS_IN__COUNT] = {
-		[STLS_IN_GREET] = "GREET", [STLS_IN_READY] = "READY", [STLS_IN_CONNECTING] = "CONNECTING",
-		[STLS_IN_RELAY] = "RELAY", [STLS_IN_DATA] = "DATA",   [STLS_IN_BDAT] = "BDAT",
-		[STLS_IN_QUIT] = "QUIT",
+		[STLS_IN_GREET] = "GREET", [STLS_IN_READY] = "READY",	      [STLS_IN_CONNECTING] = "CONNECTING",
+		[STLS_IN_RELAY] = "RELAY", [STLS_IN_DATA] = "DATA",	      [STLS_IN_BDAT] = "BDAT",
+		[STLS_IN_QUIT] = "QUIT",   [STLS_IN_HANDSHAKE] = "HANDSHAKE",
 	};
 	return (unsigned)state < STLS_IN__COUNT ? names[state] : "UNKNOWN";
 }
@@ -199,10 +201,56 @@ static enum stls_in_result h_mail_open(struct stls_inbound *in, const struct stl
 	return stls_in_backend_open(in);
 }
 
+/* RFC 3207. Decisions where the RFC leaves room: STARTTLS before EHLO/HELO is a sequence error
+ * (the client has not seen it offered); inside a mail transaction it is refused, because the
+ * transaction could not survive the reset that follows the handshake; after HELO it is accepted. */
 static enum stls_in_result h_starttls(struct stls_inbound *in, const struct stls_smtp_cmd *cmd)
 {
-	(void)cmd;
-	return client_error(in, "502 5.5.1 STARTTLS not available\r\n");
+	struct stls_session *s = &in->base;
+	struct stls_snapshot *snap = s->snap;
+	if (snap->cfg->inbound_tls == STLS_TLS_OFF || !snap->tls)
+		return client_error(in, "502 5.5.1 STARTTLS not available\r\n");
+	if (in->tls_active)
+		return client_error(in, "554 5.5.1 Error: TLS already active\r\n");
+	if (cmd->args.len > 0)
+		return client_error(in, "501 5.5.4 Syntax: STARTTLS\r\n");
+	if (in->state == STLS_IN_GREET)
+		return client_error(in, "503 5.5.1 Error: send EHLO first\r\n");
+	if (in->mid || in->num_pend || in->wait_data_reply)
+		return client_error(in, "503 5.5.1 Error: STARTTLS is not allowed during a mail transaction\r\n");
+	if (in->trailing > 0) {
+		/* CVE-2011-0411: bytes sent with STARTTLS, before our 220, must never be acted on after
+		 * the handshake. They are not even read: the session ends here. */
+		stls_counter_inc(&s->worker->stats.starttls_injections);
+		stls_log_warn("ICID %llu STARTTLS injection: %zu bytes pipelined after STARTTLS, session rejected",
+			      (unsigned long long)s->id, in->trailing);
+		stls_in_write(in, STLS_SPAN_LIT("554 5.5.0 Error: commands after STARTTLS are not allowed\r\n"));
+		stls_in_end(in, true);
+		return STLS_IN_END;
+	}
+	stls_in_write(in, STLS_SPAN_LIT("220 2.0.0 Ready to start TLS\r\n"));
+	if (stls_conn_is_open(s, STLS_SIDE_SERVER))
+		stls_in_backend_close(in); /* opened in clear text: it must not carry the session on */
+	if (stls_conn_start_tls(s, STLS_SIDE_CLIENT, snap->tls->ctx, &snap->tickets) != STLS_OK) {
+		stls_log_crit("ICID %llu cannot start TLS: out of memory", (unsigned long long)s->id);
+		stls_session_end(s, true);
+		return STLS_IN_END;
+	}
+	return STLS_IN_OK;
+}
+
+/* RFC 3207 4: with TLS required, only these may come first. */
+static bool allowed_before_tls(enum stls_smtp_verb verb)
+{
+	switch (verb) {
+	case STLS_SMTP_VERB_EHLO:
+	case STLS_SMTP_VERB_HELO:
+	case STLS_SMTP_VERB_STARTTLS:
+	case STLS_SMTP_VERB_NOOP:
+	case STLS_SMTP_VERB_RSET:
+	case STLS_SMTP_VERB_QUIT: return true;
+	default: return false;
+	}
 }
 
 /* The table. Each cell: the handler and the state to move to when it succeeds. A missing cell is
@@ -215,7 +263,7 @@ struct in_rule {
 
 #define ANYWHERE(state)                                                                                                \
 	[STLS_SMTP_VERB_NOOP] = { h_noop, state }, [STLS_SMTP_VERB_HELP] = { h_help, state },                          \
-	[STLS_SMTP_VERB_VRFY] = { h_vrfy, state }, [STLS_SMTP_VERB_STARTTLS] = { h_starttls, state },                  \
+	[STLS_SMTP_VERB_VRFY] = { h_vrfy, state }, [STLS_SMTP_VERB_STARTTLS] = { h_starttls, STLS_IN_HANDSHAKE },      \
 	[STLS_SMTP_VERB_AUTH] = { h_not_impl, state }, [STLS_SMTP_VERB_EXPN] = { h_not_impl, state },                  \
 	[STLS_SMTP_VERB_ETRN] = { h_not_impl, state }, [STLS_SMTP_VERB_XCLIENT] = { h_not_impl, state },               \
 	[STLS_SMTP_VERB_XFORWARD] = { h_not_impl, state }, [STLS_SMTP_VERB_UNKNOWN] = { h_unknown, state }
@@ -267,6 +315,16 @@ bool stls_in_table_lookup(enum stls_in_state state, enum stls_smtp_verb verb, en
 static enum stls_in_result dispatch(struct stls_inbound *in, const struct stls_smtp_cmd *cmd)
 {
 	const struct in_rule *rule = &rules[in->state][cmd->verb];
+	if (in->base.snap->cfg->inbound_tls == STLS_TLS_REQUIRED && !in->tls_active && !allowed_before_tls(cmd->verb)) {
+		if (!in->tls_required_logged) {
+			stls_log_info("ICID %llu TLS was required but remote host did not initiate it",
+				      (unsigned long long)in->base.id);
+			in->tls_required_logged = true;
+		}
+		if (cmd->verb == STLS_SMTP_VERB_BDAT)
+			return stls_in_bdat_discard(in, cmd, "530 5.7.0 Must issue a STARTTLS command first\r\n");
+		return client_error(in, "530 5.7.0 Must issue a STARTTLS command first\r\n");
+	}
 	if (!rule->fn)
 		return client_error(in, "503 5.5.1 Bad sequence of commands\r\n");
 	enum stls_in_result res = rule->fn(in, cmd);
@@ -286,6 +344,8 @@ static bool client_readable(struct stls_inbound *in)
 	if (in->state == STLS_IN_CONNECTING || in->state == STLS_IN_QUIT || in->quit || in->wait_data_reply ||
 	    in->base.ending)
 		return false;
+	if (in->state == STLS_IN_HANDSHAKE)
+		return true; /* the handshake's bytes; no command is read until it ends */
 	if (in->num_pend >= cfg->max_pipeline)
 		return false;
 	if (stls_conn_pending(&in->base, STLS_SIDE_CLIENT) >= cfg->relay_buffer)
@@ -323,6 +383,7 @@ static size_t read_command(struct stls_inbound *in, struct stls_span data, bool 
 		return data.len;
 	}
 	in->client_progress = true;
+	in->trailing = data.len - used;
 	enum stls_in_result res = dispatch(in, &cmd);
 	if (res == STLS_IN_HOLD) {
 		*out_stop = true;
@@ -346,6 +407,7 @@ size_t stls_in_process_client(struct stls_inbound *in, struct stls_span data)
 		switch (in->state) {
 		case STLS_IN_DATA: off += stls_in_data_bytes(in, rest); break;
 		case STLS_IN_BDAT: off += stls_in_bdat_bytes(in, rest); break;
+		case STLS_IN_HANDSHAKE: return off; /* no command is read until the handshake ends */
 		default: off += read_command(in, rest, &stop); break;
 		}
 	}
@@ -381,7 +443,10 @@ void stls_in_update(struct stls_inbound *in)
 
 	enum stls_in_timer kind;
 	uint32_t ms;
-	if (in->state == STLS_IN_CONNECTING) {
+	if (in->state == STLS_IN_HANDSHAKE) {
+		kind = STLS_IN_TIMER_HANDSHAKE;
+		ms = cfg->handshake_timeout_ms;
+	} else if (in->state == STLS_IN_CONNECTING) {
 		kind = STLS_IN_TIMER_BACKEND_CONNECT;
 		ms = cfg->backend_connect_timeout_ms;
 	} else if (in->num_pend > 0 || in->wait_data_reply) {
@@ -394,9 +459,12 @@ void stls_in_update(struct stls_inbound *in)
 		kind = STLS_IN_TIMER_COMMAND;
 		ms = cfg->command_timeout_ms;
 	}
-	bool progress = (kind == STLS_IN_TIMER_BACKEND)		  ? in->backend_progress
-			: (kind == STLS_IN_TIMER_BACKEND_CONNECT) ? false
-								  : in->client_progress;
+	/* The connect and handshake deadlines run from their start, whatever trickles in. */
+	bool progress = in->client_progress;
+	if (kind == STLS_IN_TIMER_BACKEND)
+		progress = in->backend_progress;
+	else if (kind == STLS_IN_TIMER_BACKEND_CONNECT || kind == STLS_IN_TIMER_HANDSHAKE)
+		progress = false;
 	if (kind != in->timer_kind || progress || !stls_timer_armed(&s->timer)) {
 		in->timer_kind = (uint8_t)kind;
 		stls_session_timer(s, ms);
@@ -437,11 +505,23 @@ static size_t in_recv(struct stls_session *s, enum stls_side side, struct stls_s
 	return used;
 }
 
+static void tls_failed(struct stls_inbound *in, const char *why)
+{
+	stls_counter_inc(&in->base.worker->stats.tls_failed);
+	stls_log_info("ICID %llu TLS failed: %s", (unsigned long long)in->base.id, why);
+	/* After our 220 there is no way back to clear text (spec S12): the session ends. */
+	stls_in_end(in, true);
+}
+
 static void in_closed(struct stls_session *s, enum stls_side side, int err)
 {
 	struct stls_inbound *in = (struct stls_inbound *)s;
 	if (side == STLS_SIDE_SERVER) {
 		stls_in_backend_lost(in, err == 0 ? "closed the connection" : strerror(-err));
+		return;
+	}
+	if (in->state == STLS_IN_HANDSHAKE) {
+		tls_failed(in, err == 0 ? "connection closed during the handshake" : strerror(-err));
 		return;
 	}
 	if (err == 0 && in->num_pend > 0 && in->state != STLS_IN_DATA && in->state != STLS_IN_BDAT) {
@@ -474,6 +554,35 @@ static void in_connected(struct stls_session *s, enum stls_side side, int res)
 	stls_in_backend_connected(in, res);
 }
 
+static void in_tls(struct stls_session *s, enum stls_side side, enum stls_err res)
+{
+	struct stls_inbound *in = (struct stls_inbound *)s;
+	struct stls_tls_conn *tls = s->conn[side].tls;
+	if (res != STLS_OK) {
+		if (res == STLS_ERR_PROTO) {
+			/* Clear text where the handshake should be: a command pipelined after STARTTLS that
+			 * arrived after our 220, or a client that never started TLS. Never executed. */
+			stls_counter_inc(&s->worker->stats.starttls_injections);
+		}
+		tls_failed(in, stls_conn_tls_error(s, side));
+		return;
+	}
+	stls_counter_inc(&s->worker->stats.tls_success);
+	stls_log_info("ICID %llu TLS success protocol %s cipher %s", (unsigned long long)s->id,
+		      stls_tls_conn_version(tls), stls_tls_conn_cipher(tls));
+	if (stls_tls_conn_resumed(tls))
+		stls_log_info("ICID %llu TLS session resumed", (unsigned long long)s->id);
+	/* RFC 3207 4.2: forget everything the client said before; it must EHLO again. */
+	in->tls_active = true;
+	in->state = STLS_IN_GREET;
+	in->helo[0] = '\0';
+	in->esmtp = false;
+	in->mid = 0;
+	stls_smtp_lex_reset(&in->lex);
+	in->client_progress = true;
+	stls_in_update(in);
+}
+
 static void in_released(struct stls_session *s, enum stls_side side)
 {
 	if (side == STLS_SIDE_SERVER)
@@ -484,6 +593,7 @@ static void in_timeout(struct stls_session *s)
 {
 	struct stls_inbound *in = (struct stls_inbound *)s;
 	switch ((enum stls_in_timer)in->timer_kind) {
+	case STLS_IN_TIMER_HANDSHAKE: tls_failed(in, "handshake timed out"); return;
 	case STLS_IN_TIMER_BACKEND_CONNECT:
 	case STLS_IN_TIMER_BACKEND:
 		stls_in_backend_fail(in, "timed out", "421 4.4.2 Backend did not answer in time, try again later\r\n");
@@ -524,6 +634,7 @@ const struct stls_session_ops stls_inbound_ops = {
 	.on_sent = in_sent,
 	.on_connected = in_connected,
 	.on_released = in_released,
+	.on_tls = in_tls,
 	.on_timeout = in_timeout,
 	.on_shutdown = in_shutdown,
 	.on_free = in_free,

@@ -1,6 +1,7 @@
 /* The inbound session: a remote MTA talking to the proxy, relayed to the backend.
  *
  * GREET -> (EHLO, answered locally from the backend's probed capabilities) -> READY ->
+ * [STARTTLS -> HANDSHAKE -> GREET again, everything learned before forgotten (RFC 3207 4.2)] ->
  * (first command that must reach the backend) -> CONNECTING -> RELAY <-> DATA / BDAT.
  * Commands are dispatched through a table of state x verb -> handler + next state; a pair the
  * table lacks is a sequence error (503 5.5.1). In RELAY every command the client sends is
@@ -21,6 +22,7 @@ enum stls_in_state {
 	STLS_IN_DATA,	    /* relaying message bytes up to CRLF.CRLF */
 	STLS_IN_BDAT,	    /* relaying (or discarding) a BDAT chunk by its length */
 	STLS_IN_QUIT,	    /* the last reply is queued; nothing more is read */
+	STLS_IN_HANDSHAKE,  /* 220 sent to STARTTLS; the TLS handshake runs */
 	STLS_IN__COUNT,
 };
 

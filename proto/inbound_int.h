@@ -5,6 +5,7 @@
 #include <stdarg.h>
 
 #include "core/session.h"
+#include "core/snapshot.h"
 #include "proto/inbound.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_lex.h"
@@ -29,6 +30,7 @@ enum stls_pend_kind {
 struct stls_pend {
 	uint8_t kind;
 	uint16_t arg_len; /* bytes of its argument at the front of pend_args */
+	uint64_t mid;	  /* MAIL: the message ID it starts */
 	const char *local;
 };
 
@@ -37,6 +39,7 @@ enum stls_in_timer {
 	STLS_IN_TIMER_DATA,
 	STLS_IN_TIMER_BACKEND_CONNECT,
 	STLS_IN_TIMER_BACKEND,
+	STLS_IN_TIMER_HANDSHAKE,
 	STLS_IN_TIMER__COUNT,
 };
 
@@ -62,6 +65,11 @@ struct stls_inbound {
 	bool bdat_discard;   /* the chunk being read was refused: drop it */
 	uint8_t bdat_return; /* the state to go back to after a discarded chunk */
 	bool msg_bad;	     /* the message was refused while streaming; its end gets msg_fault's reply */
+	bool tls_active;     /* the handshake completed */
+	bool tls_required_logged;
+	bool trace_sent;  /* this transaction's trace header went to the backend */
+	size_t trailing;  /* bytes after the command being handled, in the same read */
+	uint64_t txn_mid; /* the MID of the last MAIL relayed (for the trace header) */
 	enum stls_err msg_fault;
 	uint32_t num_errors;
 	uint64_t bdat_left;
@@ -97,11 +105,10 @@ size_t stls_in_process_client(struct stls_inbound *in, struct stls_span data);
 void stls_in_resume_client(struct stls_inbound *in);
 void stls_in_update(struct stls_inbound *in);
 
-/* Whether EHLO offers STARTTLS. */
+/* Whether EHLO offers STARTTLS (never to a HELO, never twice). */
 static inline bool stls_in_offer_starttls(const struct stls_inbound *in)
 {
-	(void)in;
-	return false;
+	return in->base.snap->cfg->inbound_tls != STLS_TLS_OFF && !in->tls_active && in->esmtp;
 }
 
 /* inbound_relay.c */
@@ -117,5 +124,7 @@ void stls_in_backend_fail(struct stls_inbound *in, const char *why, const char *
 size_t stls_in_data_bytes(struct stls_inbound *in, struct stls_span data);
 size_t stls_in_bdat_bytes(struct stls_inbound *in, struct stls_span data);
 void stls_in_pend_push(struct stls_inbound *in, enum stls_pend_kind kind, const char *local, struct stls_span arg);
+void stls_in_backend_close(struct stls_inbound *in);
+size_t stls_in_trace_header(struct stls_inbound *in, char *out, size_t out_len);
 void stls_in_pend_clear(struct stls_inbound *in);
 void stls_in_pend_cleanup(struct stls_inbound *in);

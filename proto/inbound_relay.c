@@ -1,7 +1,9 @@
 /* The backend side of an inbound session: opening the backend connection, relaying commands and
  * message bytes, and matching each backend reply to the command that asked for it. */
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/log.h"
 #include "core/mem.h"
@@ -9,6 +11,7 @@
 #include "core/worker.h"
 #include "proto/ehlo.h"
 #include "proto/inbound_int.h"
+#include "tls/conn.h"
 
 /* How much may wait toward the backend: the pause rule keeps it near relay_buffer, plus what one
  * pass over the client's buffered input can add. */
@@ -82,7 +85,7 @@ static void pend_flush_local(struct stls_inbound *in)
 
 /* ---- opening the backend ------------------------------------------------------------------ */
 
-static void backend_close(struct stls_inbound *in)
+void stls_in_backend_close(struct stls_inbound *in)
 {
 	stls_conn_close(&in->base, STLS_SIDE_SERVER, false);
 	in->be_state = STLS_BE_NONE;
@@ -95,7 +98,7 @@ void stls_in_backend_fail(struct stls_inbound *in, const char *why, const char *
 	if (in->mid)
 		stls_log_info("Message finished MID %llu aborted", (unsigned long long)in->mid);
 	in->mid = 0;
-	backend_close(in);
+	stls_in_backend_close(in);
 	stls_in_pend_clear(in);
 	stls_in_write(in, stls_span_cstr(reply));
 	stls_in_end(in, true);
@@ -192,6 +195,46 @@ static void backend_setup_reply(struct stls_inbound *in, const struct stls_smtp_
 	stls_in_resume_client(in);
 }
 
+/* ---- the trace header --------------------------------------------------------------------- */
+
+/* The client's EHLO name as it may appear in a header: letters, digits and the punctuation of
+ * domains and address literals; anything else becomes '_', so no peer byte can end the header
+ * early or start another. */
+static void header_safe(char *out, size_t out_len, const char *in)
+{
+	size_t n = 0;
+	for (; *in && n + 1 < out_len; in++) {
+		char c = *in;
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+			  c == '-' || c == ':' || c == '[' || c == ']';
+		out[n++] = ok ? c : '_';
+	}
+	out[n] = '\0';
+}
+
+/* One Received: header (RFC 5321 4.4, RFC 3848 "ESMTPS") telling the backend how the message
+ * reached us: the client's name and address, the TLS version and cipher, our MID. */
+size_t stls_in_trace_header(struct stls_inbound *in, char *out, size_t out_len)
+{
+	struct stls_session *s = &in->base;
+	struct stls_tls_conn *tls = s->conn[STLS_SIDE_CLIENT].tls;
+	char helo[sizeof(in->helo)], date[64];
+	header_safe(helo, sizeof(helo), in->helo[0] ? in->helo : "unknown");
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	bool v6 = s->peer.ss_family == AF_INET6 && strchr(s->peer_ip, ':');
+	int n = snprintf(out, out_len,
+			 "Received: from %s (unknown [%s%s])\r\n"
+			 "\tby %s (starttlsd) with ESMTPS (%s %s) id %llu;\r\n"
+			 "\t%s\r\n",
+			 helo, v6 ? "IPv6:" : "", s->peer_ip, s->snap->cfg->hostname,
+			 tls ? stls_tls_conn_version(tls) : "TLS", tls ? stls_tls_conn_cipher(tls) : "unknown",
+			 (unsigned long long)in->txn_mid, date);
+	return n < 0 ? 0 : (size_t)n < out_len ? (size_t)n : out_len - 1;
+}
+
 /* ---- relaying commands -------------------------------------------------------------------- */
 
 enum stls_in_result stls_in_relay_cmd(struct stls_inbound *in, const struct stls_smtp_cmd *cmd)
@@ -206,6 +249,13 @@ enum stls_in_result stls_in_relay_cmd(struct stls_inbound *in, const struct stls
 	}
 	backend_send(in, cmd->line);
 	stls_in_pend_push(in, kind, NULL, arg);
+	if (kind == STLS_PEND_MAIL && in->num_pend > 0) {
+		/* The MID is fixed when MAIL is relayed: a pipelined BDAT may need it for the trace
+		 * header before the backend's reply to MAIL arrives. */
+		in->txn_mid = stls_worker_next_mid(in->base.worker);
+		in->trace_sent = false;
+		in->pend[(in->pend_head + in->num_pend - 1) % in->pend_cap].mid = in->txn_mid;
+	}
 	return in->base.ending ? STLS_IN_END : STLS_IN_OK;
 }
 
@@ -253,7 +303,21 @@ enum stls_in_result stls_in_relay_bdat(struct stls_inbound *in, const struct stl
 	if (!parse_bdat(in, cmd, &last))
 		return STLS_IN_END;
 	in->bdat_discard = false;
-	backend_send(in, cmd->line);
+	char header[1024];
+	size_t header_len = 0;
+	if (in->tls_active && !in->trace_sent) {
+		/* The trace header travels in the transaction's first chunk, which grows by its size. */
+		header_len = stls_in_trace_header(in, header, sizeof(header));
+		char line[64];
+		int n = snprintf(line, sizeof(line), "BDAT %llu%s\r\n",
+				 (unsigned long long)(in->bdat_left + header_len), last ? " LAST" : "");
+		backend_send(in, stls_span_make(line, (size_t)n));
+		backend_send(in, stls_span_make(header, header_len));
+		in->trace_sent = true;
+	} else {
+		backend_send(in, cmd->line);
+	}
+	in->msg_size = header_len;
 	stls_in_pend_push(in, last ? STLS_PEND_BDAT_LAST : STLS_PEND_BDAT, NULL, STLS_SPAN_LIT(""));
 	return in->base.ending ? STLS_IN_END : STLS_IN_OK;
 }
@@ -311,7 +375,7 @@ size_t stls_in_data_bytes(struct stls_inbound *in, struct stls_span data)
 		in->msg_fault = in->data.fault;
 		stls_log_info("MID %llu ICID %llu message refused: %s", (unsigned long long)in->mid,
 			      (unsigned long long)in->base.id, fault_str(in->msg_fault));
-		backend_close(in);
+		stls_in_backend_close(in);
 	}
 	if (!in->msg_bad)
 		backend_send(in, stls_span_head(data, n));
@@ -372,7 +436,7 @@ static void relay_reply(struct stls_inbound *in, const struct stls_smtp_reply *r
 			/* The backend ended an idle connection: the next transaction opens a new one. */
 			stls_log_info("ICID %llu backend closed an idle connection: %s",
 				      (unsigned long long)in->base.id, line);
-			backend_close(in);
+			stls_in_backend_close(in);
 			in->state = STLS_IN_READY;
 			return;
 		}
@@ -418,7 +482,7 @@ static void relay_reply(struct stls_inbound *in, const struct stls_smtp_reply *r
 		break;
 	case STLS_PEND_MAIL:
 		if (ok) {
-			in->mid = stls_worker_next_mid(s->worker);
+			in->mid = p.mid;
 			in->msg_size = 0;
 			stls_log_info("Start MID %llu ICID %llu", (unsigned long long)in->mid,
 				      (unsigned long long)s->id);
@@ -441,6 +505,12 @@ static void relay_reply(struct stls_inbound *in, const struct stls_smtp_reply *r
 			in->msg_fault = STLS_OK;
 			in->msg_size = 0;
 			in->state = STLS_IN_DATA;
+			if (in->tls_active && !in->trace_sent) {
+				char header[1024];
+				size_t len = stls_in_trace_header(in, header, sizeof(header));
+				backend_send(in, stls_span_make(header, len));
+				in->trace_sent = true;
+			}
 		}
 		stls_in_write(in, reply->text);
 		break;
@@ -526,7 +596,7 @@ void stls_in_backend_lost(struct stls_inbound *in, const char *why)
 	    !in->wait_data_reply) {
 		/* Nothing was in flight: the client need not know. */
 		stls_log_info("ICID %llu backend %s while idle", (unsigned long long)in->base.id, why);
-		backend_close(in);
+		stls_in_backend_close(in);
 		in->state = STLS_IN_READY;
 		stls_in_update(in);
 		return;

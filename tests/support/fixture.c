@@ -81,6 +81,30 @@ int stls_fixture_cleanup(struct stls_fixture *f)
 	return code;
 }
 
+bool stls_fixture_pki(struct stls_fixture *f, char *out_dir, size_t out_len)
+{
+	char script[512], out[4096];
+	snprintf(out_dir, out_len, "%s/pki", f->dir);
+	stls_proc_repo_path("tests/support/make-pki", script, sizeof(script));
+	char *argv[] = { "bash", script, out_dir, "mx.test", NULL };
+	int code = stls_proc_run(argv, NULL, 0, out, sizeof(out), 60000);
+	if (code != 0)
+		fprintf(stderr, "make-pki failed (%d): %s\n", code, out);
+	return code == 0;
+}
+
+int stls_fixture_s_client(struct stls_fixture *f, const char *const args[], const char *input, char *out,
+			  size_t out_len)
+{
+	char connect[64];
+	snprintf(connect, sizeof(connect), "127.0.0.1:%u", f->proxy_port);
+	/* -ign_eof: read until the server closes, so every reply (and the tickets) arrive. */
+	char *argv[MAX_ARGS] = { "openssl", "s_client", "-starttls", "smtp", "-connect", connect, "-crlf", "-ign_eof" };
+	unsigned argc = 8;
+	add_extra(argv, &argc, args);
+	return stls_proc_run(argv, input, input ? strlen(input) : 0, out, out_len, 30000);
+}
+
 static int cmp_names(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);

@@ -35,6 +35,16 @@ bool stls_fixture_start_proxy(struct stls_fixture *f, const char *const extra[])
  * test can insist on a clean exit. Calling it again returns the same code. */
 int stls_fixture_cleanup(struct stls_fixture *f);
 
+/* Makes a test PKI in <dir>/pki with tests/support/make-pki (its header lists the files) for the
+ * host name mx.test; *out_dir gets the folder. */
+bool stls_fixture_pki(struct stls_fixture *f, char *out_dir, size_t out_len);
+
+/* Runs `openssl s_client -starttls smtp` against the proxy with extra arguments (NULL-terminated)
+ * and feeds it input (lines ending in LF; -crlf turns them into CRLF). Its output (stdout and
+ * stderr) lands in out. Returns its exit code, -1 on timeout. */
+int stls_fixture_s_client(struct stls_fixture *f, const char *const args[], const char *input, char *out,
+			  size_t out_len);
+
 /* Messages the demo backend stored, in arrival order. */
 unsigned stls_fixture_num_messages(struct stls_fixture *f);
 

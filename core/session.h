@@ -134,6 +134,13 @@ static inline bool stls_conn_is_open(const struct stls_session *s, enum stls_sid
 [[nodiscard]] enum stls_err stls_conn_start_tls(struct stls_session *s, enum stls_side side, struct ssl_ctx_st *ctx,
 						const struct stls_ticket_keys *keys);
 
+/* Starts TLS as the client on side: sends the ClientHello, offering resume (may be NULL) and SNI
+ * server_name (may be NULL). Completion comes through ops->on_tls. Returns STLS_OK, STLS_ERR_NOMEM
+ * or STLS_ERR_TLS. */
+[[nodiscard]] enum stls_err stls_conn_start_tls_client(struct stls_session *s, enum stls_side side,
+						       struct ssl_ctx_st *ctx, struct ssl_session_st *resume,
+						       const char *server_name);
+
 /* Why TLS failed on side ("" if it has not). */
 const char *stls_conn_tls_error(const struct stls_session *s, enum stls_side side);
 

@@ -196,6 +196,16 @@ static void conn_release(struct stls_conn *c)
 	stls_buf_cleanup(&c->sending);
 }
 
+struct stls_session *stls_worker_session_new(struct stls_worker *w, const struct stls_session_ops *ops)
+{
+	struct stls_session *s = session_new(w, ops);
+	if (s) {
+		s->id = stls_worker_next_id(w);
+		stls_session_mark(s);
+	}
+	return s;
+}
+
 static void session_free(struct stls_worker *w, struct stls_session *s)
 {
 	if (s->ops->on_free)
@@ -268,6 +278,20 @@ enum stls_err stls_conn_start_tls(struct stls_session *s, enum stls_side side, S
 		return STLS_ERR_NOMEM;
 	stls_session_mark(s);
 	return STLS_OK;
+}
+
+enum stls_err stls_conn_start_tls_client(struct stls_session *s, enum stls_side side, SSL_CTX *ctx,
+					 SSL_SESSION *resume, const char *server_name)
+{
+	struct stls_conn *c = &s->conn[side];
+	STLS_BUG_ON(c->tls != NULL);
+	STLS_TRY(stls_buf_append(&c->wire, stls_buf_span(&c->out), conn_limit(s->worker->cfg)));
+	stls_buf_cleanup(&c->out);
+	c->tls = stls_tls_conn_new_client(ctx, resume, server_name, &c->wire, conn_limit(s->worker->cfg));
+	if (!c->tls)
+		return STLS_ERR_NOMEM;
+	stls_session_mark(s);
+	return stls_tls_conn_connect(c->tls);
 }
 
 const char *stls_conn_tls_error(const struct stls_session *s, enum stls_side side)
@@ -700,6 +724,23 @@ static void for_each_session(struct stls_worker *w, void (*fn)(struct stls_sessi
 	}
 }
 
+void stls_worker_each_session(struct stls_worker *w, void (*fn)(struct stls_session *s, void *ctx), void *ctx)
+{
+	for (uint32_t i = 0; i < w->num_slots; i++) {
+		struct stls_session *s = w->slots[i];
+		if (s && !s->ending)
+			fn(s, ctx);
+	}
+}
+
+void stls_worker_stop_when_idle(struct stls_worker *w)
+{
+	if (w->num_listeners == 0)
+		w->accepting = false;
+	else
+		stop_accepting(w);
+}
+
 static void session_shutdown(struct stls_session *s)
 {
 	s->ops->on_shutdown(s);
@@ -882,6 +923,8 @@ static void *worker_main(void *arg)
 	for (unsigned i = 0; i < w->num_listeners; i++)
 		arm_accept(w, i);
 	atomic_store(&w->state, 1);
+	if (w->driver)
+		w->driver->on_turn(w, w->driver->ctx);
 
 	while (!loop_done(w)) {
 		flush_dirty(w);
@@ -905,6 +948,8 @@ static void *worker_main(void *arg)
 			w->br_returned = 0;
 		}
 		on_timers(w);
+		if (w->driver)
+			w->driver->on_turn(w, w->driver->ctx);
 		if (w->abort_at_ms && w->now_ms >= w->abort_at_ms) {
 			for_each_session(w, session_abort);
 			w->abort_at_ms = 0;

@@ -54,6 +54,13 @@ struct stls_listener {
 	const struct stls_addr *addr;
 };
 
+/* Something that drives a worker besides its listeners (the load generator): called once when
+ * the worker starts and once every loop turn, on the worker's thread. */
+struct stls_worker_driver {
+	void (*on_turn)(struct stls_worker *w, void *ctx);
+	void *ctx;
+};
+
 struct stls_snapshot_pin {
 	struct stls_snapshot *snap;
 	uint32_t num_users; /* sessions using it, plus one while it is the worker's current */
@@ -104,6 +111,8 @@ struct stls_worker {
 	uint64_t next_id;
 	uint64_t next_mid;
 
+	const struct stls_worker_driver *driver; /* NULL for the daemon */
+
 	_Atomic int state; /* 0 starting, 1 running, -1 failed, 2 exited */
 	char error[256];
 
@@ -127,6 +136,16 @@ bool stls_worker_exited(struct stls_worker *w);
 
 /* Joins the thread and frees what remains. */
 void stls_worker_join(struct stls_worker *w);
+
+/* A session with no connection yet, for a driver to open one with stls_conn_connect (worker's
+ * thread only). Returns NULL when out of memory. */
+struct stls_session *stls_worker_session_new(struct stls_worker *w, const struct stls_session_ops *ops);
+
+/* Calls fn for every session that is not ending (worker's thread only). */
+void stls_worker_each_session(struct stls_worker *w, void (*fn)(struct stls_session *s, void *ctx), void *ctx);
+
+/* Stops accepting; the worker's loop ends once its last session is gone (worker's thread only). */
+void stls_worker_stop_when_idle(struct stls_worker *w);
 
 /* A new ICID/DCID or MID, unique across workers (the worker index is folded into the counter). */
 uint64_t stls_worker_next_id(struct stls_worker *w);

@@ -18,7 +18,9 @@ struct stls_tls_conn {
 	struct stls_buf *wire;
 	size_t wire_limit;
 	bool ready;
+	bool client;
 	bool first_byte_seen;
+	SSL_SESSION *new_session; /* client: the last session the server issued */
 	bool wire_full;
 	char error[96];
 };
@@ -101,10 +103,80 @@ fail:
 	return NULL;
 }
 
+static enum stls_err fail(struct stls_tls_conn *t, int ret);
+
+static int client_new_session(SSL *ssl, SSL_SESSION *session)
+{
+	struct stls_tls_conn *t = SSL_get_ex_data(ssl, g_ex_index);
+	if (!t)
+		return 0;
+	SSL_SESSION_free(t->new_session);
+	t->new_session = session;
+	return 1; /* we keep the reference */
+}
+
+void stls_tls_client_ctx_setup(SSL_CTX *ctx)
+{
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+	SSL_CTX_sess_set_new_cb(ctx, client_new_session);
+}
+
+struct stls_tls_conn *stls_tls_conn_new_client(SSL_CTX *ctx, SSL_SESSION *resume, const char *server_name,
+					       struct stls_buf *wire, size_t wire_limit)
+{
+	struct stls_tls_conn *t = stls_calloc(1, sizeof(*t));
+	BIO *bio = BIO_new(g_bio_method);
+	if (!t || !bio)
+		goto fail;
+	t->ssl = SSL_new(ctx);
+	if (!t->ssl)
+		goto fail;
+	t->client = true;
+	t->first_byte_seen = true; /* the server's first byte is checked by BoringSSL itself */
+	t->wire = wire;
+	t->wire_limit = wire_limit;
+	BIO_set_data(bio, t);
+	BIO_set_init(bio, 1);
+	SSL_set_bio(t->ssl, bio, bio);
+	bio = NULL;
+	SSL_set_ex_data(t->ssl, g_ex_index, t);
+	SSL_set_connect_state(t->ssl);
+	if ((resume && !SSL_set_session(t->ssl, resume)) || (server_name && !SSL_set_tlsext_host_name(t->ssl, server_name)))
+		goto fail;
+	return t;
+fail:
+	BIO_free(bio);
+	if (t)
+		SSL_free(t->ssl);
+	stls_free_ptr(&t);
+	ERR_clear_error();
+	return NULL;
+}
+
+enum stls_err stls_tls_conn_connect(struct stls_tls_conn *t)
+{
+	int ret = SSL_do_handshake(t->ssl);
+	if (ret == 1) {
+		t->ready = true;
+		return STLS_OK;
+	}
+	if (SSL_get_error(t->ssl, ret) == SSL_ERROR_WANT_READ && !t->wire_full)
+		return STLS_OK;
+	return fail(t, ret);
+}
+
+SSL_SESSION *stls_tls_conn_take_session(struct stls_tls_conn *t)
+{
+	SSL_SESSION *s = t->new_session;
+	t->new_session = NULL;
+	return s;
+}
+
 void stls_tls_conn_free(struct stls_tls_conn **pt)
 {
 	if (!*pt)
 		return;
+	SSL_SESSION_free((*pt)->new_session);
 	SSL_free((*pt)->ssl);
 	stls_free_ptr(pt);
 }

@@ -24,6 +24,23 @@ struct stls_tls_conn;
 struct stls_tls_conn *stls_tls_conn_new_server(SSL_CTX *ctx, const struct stls_ticket_keys *keys, struct stls_buf *wire,
 					       size_t wire_limit);
 
+/* Starts a client-side connection on ctx, offering resume (may be NULL; the connection takes its
+ * own reference) and server_name as SNI (may be NULL). Call stls_tls_conn_connect to send the
+ * ClientHello. Returns NULL when out of memory. ctx must have been prepared with
+ * stls_tls_client_ctx_setup so that new sessions are kept. */
+struct stls_tls_conn *stls_tls_conn_new_client(SSL_CTX *ctx, SSL_SESSION *resume, const char *server_name,
+					       struct stls_buf *wire, size_t wire_limit);
+
+/* Client side: writes the ClientHello into the wire buffer. Returns STLS_OK or STLS_ERR_TLS. */
+[[nodiscard]] enum stls_err stls_tls_conn_connect(struct stls_tls_conn *t);
+
+/* Client side: the session the server issued (a TLS 1.3 ticket arrives after the handshake; NULL
+ * until then). The caller owns the returned reference. */
+SSL_SESSION *stls_tls_conn_take_session(struct stls_tls_conn *t);
+
+/* Makes a client context keep the sessions servers issue, for stls_tls_conn_take_session. */
+void stls_tls_client_ctx_setup(SSL_CTX *ctx);
+
 /* Frees the connection and sets *pt to NULL; harmless on NULL. */
 void stls_tls_conn_free(struct stls_tls_conn **pt);
 

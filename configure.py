@@ -34,6 +34,8 @@ SOURCES = {
     "tls": ["cert.c", "selfsign.c", "tickets.c", "ctx.c", "conn.c"],
 }
 DAEMON_MAIN = "core/main.c"
+# The load generator runs on the same engine.
+BENCH_SOURCES = ["bench/hist.c", "bench/client.c", "bench/main.c"]
 
 # Test sources: unit tests mirror the tree, interop tests drive real programs, support is shared.
 TEST_DIRS = ["tests/unit", "tests/interop", "tests/support"]
@@ -199,6 +201,12 @@ def generate(args, argv):
     n.build(daemon, "link", compile_all([DAEMON_MAIN]) + [lib])
     n.line()
 
+    bench = "%s/starttls-bench" % builddir
+    n.build(bench, "link", compile_all(BENCH_SOURCES) + [lib])
+    micro = "%s/starttls-micro" % builddir
+    n.build(micro, "link", compile_all(["bench/micro.c"]) + [lib])
+    n.line()
+
     test_sources = []
     for d in TEST_DIRS:
         for dirpath, _dirs, files in sorted(os.walk(os.path.join(ROOT, d))):
@@ -209,9 +217,9 @@ def generate(args, argv):
     tests = "%s/tests/starttlsd-tests" % builddir
     n.build(tests, "link", compile_all(test_sources) + [lib], variables={"extra_libs": "-lcriterion"})
     n.line()
-    n.build("test", "run_tests", implicit=[daemon, tests])
-    n.build("all", "phony", [daemon, tests])
-    n.default([daemon, tests])
+    n.build("test", "run_tests", implicit=[daemon, tests, bench])
+    n.build("all", "phony", [daemon, tests, bench, micro])
+    n.default([daemon, tests, bench, micro])
     return ninja_file, "".join(out)
 
 

@@ -68,7 +68,7 @@ static const struct flag flags[] = {
 	{ "ticket-key-file", "FILE", FK_STRING, CFG(ticket_key_path), 0, 0, NULL,
 	  "session-ticket keys shared by several nodes: 80 bytes a key, the first encrypts; read again when it "
 	  "changes (default: random keys, rotated)" },
-	{ "ticket-key-rotation", "SECS", FK_SECONDS, CFG(ticket_rotation_ms), 60, 604800, "12h",
+	{ "ticket-key-rotation", "SECS", FK_SECONDS, CFG(ticket_rotation_ms), 1, 604800, "12h",
 	  "how often random ticket keys are replaced (a ticket stays valid two more periods)" },
 	{ "handshake-timeout", "SECS", FK_SECONDS, CFG(handshake_timeout_ms), 1, 3600, "30",
 	  "from the 220 reply to STARTTLS to the end of the TLS handshake" },

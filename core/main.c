@@ -139,6 +139,9 @@ static void rotate_tickets(struct daemon *d, bool force)
 	} else if (stls_tickets_rotate(&keys, cur ? &cur->tickets : NULL) != STLS_OK) {
 		stls_log_crit("cannot make a session-ticket key; keeping the keys in use");
 		return;
+	} else {
+		stls_log_info("session-ticket keys rotated: a new random key encrypts, %u older decrypt%s",
+			      keys.num - 1, keys.num == 2 ? "s" : "");
 	}
 	struct stls_snapshot *snap = snapshot_clone(d);
 	if (!snap) {

@@ -500,3 +500,28 @@ Test(tls, pkcs12_certificate_is_served)
 	cr_assert(strstr(out, "221 2.0.0"), "%s", out);
 	finish();
 }
+
+/* Random ticket keys rotate on schedule: a ticket still resumes one period later, and no longer
+ * once its key has aged out (the current key and two older ones are kept). */
+Test(tls, random_ticket_keys_rotate_on_schedule)
+{
+	const char *extra[] = { "--ticket-key-rotation", "1", NULL };
+	start(extra);
+	char sess[320];
+	snprintf(sess, sizeof(sess), "%s/session.pem", fx.dir);
+	const char *first[] = { "-sess_out", sess, NULL };
+	cr_assert_eq(stls_fixture_s_client(&fx, first, "EHLO client.test\nQUIT\n", out, sizeof(out)), 0, "%s", out);
+	const char *again[] = { "-sess_in", sess, NULL };
+	stls_proc_sleep_ms(1200);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "session-ticket keys rotated", 3000));
+	cr_assert_eq(stls_fixture_s_client(&fx, again, "QUIT\n", out, sizeof(out)), 0, "%s", out);
+	cr_assert(strstr(out, "Reused, TLSv1.3"), "a ticket of the previous key must still resume:\n%s", out);
+	/* Three more rotations: the key that sealed the ticket is gone. */
+	unsigned before = stls_proc_count_in_file(fx.proxy_log, "session-ticket keys rotated");
+	for (int i = 0; i < 100 && stls_proc_count_in_file(fx.proxy_log, "session-ticket keys rotated") < before + 3;
+	     i++)
+		stls_proc_sleep_ms(100);
+	cr_assert_eq(stls_fixture_s_client(&fx, again, "QUIT\n", out, sizeof(out)), 0, "%s", out);
+	cr_assert(strstr(out, "New, TLSv1.3"), "an expired ticket key still opened the ticket:\n%s", out);
+	finish();
+}

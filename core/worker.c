@@ -280,8 +280,8 @@ enum stls_err stls_conn_start_tls(struct stls_session *s, enum stls_side side, S
 	return STLS_OK;
 }
 
-enum stls_err stls_conn_start_tls_client(struct stls_session *s, enum stls_side side, SSL_CTX *ctx,
-					 SSL_SESSION *resume, const char *server_name)
+enum stls_err stls_conn_start_tls_client(struct stls_session *s, enum stls_side side, SSL_CTX *ctx, SSL_SESSION *resume,
+					 const char *server_name)
 {
 	struct stls_conn *c = &s->conn[side];
 	STLS_BUG_ON(c->tls != NULL);

@@ -141,7 +141,8 @@ struct stls_tls_conn *stls_tls_conn_new_client(SSL_CTX *ctx, SSL_SESSION *resume
 	bio = NULL;
 	SSL_set_ex_data(t->ssl, g_ex_index, t);
 	SSL_set_connect_state(t->ssl);
-	if ((resume && !SSL_set_session(t->ssl, resume)) || (server_name && !SSL_set_tlsext_host_name(t->ssl, server_name)))
+	if ((resume && !SSL_set_session(t->ssl, resume)) ||
+	    (server_name && !SSL_set_tlsext_host_name(t->ssl, server_name)))
 		goto fail;
 	return t;
 fail:

@@ -1,5 +1,6 @@
 /* starttls-bench: flags, threads, the progress line, the summary and the JSON report. */
 #include <errno.h>
+#include <stdalign.h>
 #include <getopt.h>
 #include <math.h>
 #include <openssl/err.h>
@@ -313,8 +314,10 @@ int main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_sigint);
-	struct stls_bench_thread *threads = stls_calloc(o.threads, sizeof(*threads));
-	struct stls_snapshot_reader *readers = stls_calloc(o.threads, sizeof(*readers));
+	struct stls_bench_thread *threads =
+		stls_calloc_aligned(o.threads, sizeof(*threads), alignof(struct stls_bench_thread));
+	struct stls_snapshot_reader *readers =
+		stls_calloc_aligned(o.threads, sizeof(*readers), alignof(struct stls_snapshot_reader));
 	stls_snapshot_set_readers(readers, o.threads);
 	uint64_t t0 = stls_bench_now_ns();
 	uint64_t warm = t0 + (uint64_t)(o.warmup_s * 1e9);

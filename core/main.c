@@ -4,6 +4,7 @@
  * STLS_MAIN_TICK_MS to re-probe the backend when due, to free snapshots the workers no longer use,
  * and to drive a graceful shutdown. */
 #include <errno.h>
+#include <stdalign.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -298,8 +299,8 @@ static int start_workers(struct daemon *d)
 		}
 	}
 	d->num_workers = d->cfg.workers;
-	d->workers = stls_calloc(d->num_workers, sizeof(*d->workers));
-	d->readers = stls_calloc(d->num_workers, sizeof(*d->readers));
+	d->workers = stls_calloc_aligned(d->num_workers, sizeof(*d->workers), alignof(struct stls_worker));
+	d->readers = stls_calloc_aligned(d->num_workers, sizeof(*d->readers), alignof(struct stls_snapshot_reader));
 	if (!d->workers || !d->readers) {
 		stls_log_crit("out of memory starting workers");
 		return -1;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,21 @@ static inline void *stls_calloc(size_t num, size_t len)
 static inline void *stls_realloc(void *p, size_t len)
 {
 	return realloc(p, len);
+}
+
+/* Zeroed memory for num elements of len bytes aligned to align (a power of two, at least
+ * sizeof(void *)): for arrays of types laid out on cache lines of their own, which malloc would
+ * not align. Free with stls_free_ptr. NULL on failure. */
+static inline void *stls_calloc_aligned(size_t num, size_t len, size_t align)
+{
+	if (len && num > SIZE_MAX / len)
+		return NULL;
+	size_t total = num * len;
+	void *p = NULL;
+	if (posix_memalign(&p, align, total > 0 ? total : align) != 0)
+		return NULL;
+	memset(p, 0, total);
+	return p;
 }
 
 /* Frees *pp (which may be NULL) and sets it to NULL. Takes the address of any pointer. */

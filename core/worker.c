@@ -975,7 +975,8 @@ void stls_worker_init(struct stls_worker *w, const struct stls_config *cfg, unsi
 	atomic_store(&reader->oldest_gen, UINT64_MAX);
 	w->max_sessions = (cfg->max_sessions + num - 1) / num;
 	w->num_listeners = num_listeners;
-	memcpy(w->listeners, listeners, sizeof(*listeners) * num_listeners);
+	if (num_listeners)
+		memcpy(w->listeners, listeners, sizeof(*listeners) * num_listeners);
 	w->next_id = 1;
 	w->next_mid = 1;
 	w->event_fd = -1;

@@ -71,7 +71,6 @@ struct stls_bench_stats {
 	char last_tls_error[96];
 	struct stls_hist session;
 	struct stls_hist handshake;
-	double cpu_s; /* thread CPU time, user + system */
 };
 
 struct stls_bench_thread {
@@ -87,6 +86,8 @@ struct stls_bench_thread {
 	uint64_t warm_ns; /* end of the warm-up */
 	uint64_t end_ns;  /* no new sessions after this (0 with --sessions) */
 	bool stopping;
+	double cpu_end_s;    /* the thread's CPU time when it finished (it reads its own clock) */
+	uint64_t cpu_end_ns; /* and when that was */
 	SSL_SESSION **slots; /* resume mode: each concurrency slot's last session */
 	uint32_t *free_slots;
 	unsigned num_free;

@@ -32,10 +32,10 @@ struct bench_session {
 	struct stls_bench_thread *thread;
 	uint8_t state;
 	uint8_t mail_replies;
-	bool failed;
 	bool counted;
 	bool handshaken;
 	uint32_t slot;
+	uint64_t body_off; /* message bytes queued so far */
 	uint64_t t_start;
 	uint64_t t_hs_start;
 	uint64_t t_hs_end;
@@ -74,10 +74,30 @@ static bool uses_tls(enum stls_bench_mode mode)
 	return mode != STLS_BENCH_PLAIN;
 }
 
+static void finish(struct bench_session *b, int err, const char *reply);
+
+/* Bytes waiting toward the server before more of a message is queued: a message is streamed, like
+ * any client does, rather than handed to the engine whole. */
+enum { BODY_CHUNK = 65536 };
+
 static void send_text(struct bench_session *b, const char *text, size_t len)
 {
-	if (stls_conn_write(&b->base, STLS_SIDE_SERVER, stls_span_make(text, len), (size_t)1 << 30) != STLS_OK)
-		b->failed = true;
+	if (stls_conn_write(&b->base, STLS_SIDE_SERVER, stls_span_make(text, len), (size_t)1 << 20) != STLS_OK)
+		finish(b, STLS_BENCH_ERR_PROTOCOL, "cannot queue the bytes to send");
+}
+
+/* Queues the next part of the message once the previous one has gone out. */
+static void send_body(struct bench_session *b)
+{
+	const struct stls_bench_opts *o = b->thread->opts;
+	if (b->state != B_DOT || b->body_off >= o->message_len ||
+	    stls_conn_pending(&b->base, STLS_SIDE_SERVER) >= BODY_CHUNK)
+		return;
+	uint64_t n = o->message_len - b->body_off;
+	if (n > BODY_CHUNK)
+		n = BODY_CHUNK;
+	send_text(b, o->message + b->body_off, (size_t)n);
+	b->body_off += n;
 }
 
 static void send_str(struct bench_session *b, const char *text)
@@ -203,8 +223,9 @@ static void on_reply(struct bench_session *b, const struct stls_smtp_reply *repl
 		if (reply->code != (b->mail_replies < 2 ? 250 : 354))
 			return protocol_error(b, reply);
 		if (++b->mail_replies == 3) {
-			send_text(b, o->message, o->message_len);
 			b->state = B_DOT;
+			b->body_off = 0;
+			send_body(b);
 		}
 		return;
 	case B_DOT:
@@ -248,6 +269,12 @@ static void b_closed(struct stls_session *s, enum stls_side side, int err)
 	(void)side;
 	(void)err;
 	finish(b, b->state == B_HANDSHAKE ? STLS_BENCH_ERR_TLS : STLS_BENCH_ERR_PROTOCOL, "connection closed");
+}
+
+static void b_sent(struct stls_session *s, enum stls_side side)
+{
+	(void)side;
+	send_body((struct bench_session *)s);
 }
 
 static void b_connected(struct stls_session *s, enum stls_side side, int res)
@@ -306,6 +333,7 @@ static const struct stls_session_ops bench_ops = {
 	.on_recv = b_recv,
 	.on_closed = b_closed,
 	.on_connected = b_connected,
+	.on_sent = b_sent,
 	.on_tls = b_tls,
 	.on_timeout = b_timeout,
 	.on_shutdown = b_shutdown,
@@ -358,8 +386,14 @@ void stls_bench_on_turn(struct stls_worker *w, void *ctx)
 		if (!start_session(t, now))
 			break;
 	}
-	if (t->stopping && t->active == 0)
+	if (t->stopping && t->active == 0) {
+		struct timespec ts;
+		if (t->cpu_end_s == 0 && clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+			t->cpu_end_s = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+		if (t->cpu_end_ns == 0)
+			t->cpu_end_ns = stls_bench_now_ns();
 		stls_worker_stop_when_idle(w);
+	}
 }
 
 void stls_bench_thread_cleanup(struct stls_bench_thread *t)

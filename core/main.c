@@ -4,6 +4,7 @@
  * STLS_MAIN_TICK_MS to re-probe the backend when due, to free snapshots the workers no longer use,
  * and to drive a graceful shutdown. */
 #include <errno.h>
+#include <sched.h>
 #include <stdalign.h>
 #include <poll.h>
 #include <signal.h>
@@ -306,12 +307,20 @@ static int start_workers(struct daemon *d)
 		return -1;
 	}
 	stls_snapshot_set_readers(d->readers, d->num_workers);
-	long num_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	/* Worker i goes on the i-th CPU the process may use, so `taskset` or a cgroup's cpuset
+	 * chooses the cores and the workers spread over them. */
+	cpu_set_t allowed;
+	int cpus[CPU_SETSIZE];
+	unsigned num_cpus = 0;
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0)
+		for (int c = 0; c < CPU_SETSIZE; c++)
+			if (CPU_ISSET(c, &allowed))
+				cpus[num_cpus++] = c;
 	for (unsigned i = 0; i < d->num_workers; i++) {
 		struct stls_listener listeners[STLS_MAX_LISTEN];
 		if (open_listeners(d, listeners, i) != 0)
 			return -1;
-		int cpu = d->cfg.no_pin ? -1 : (int)(i % (unsigned)(num_cpus > 0 ? num_cpus : 1));
+		int cpu = d->cfg.no_pin || num_cpus == 0 ? -1 : cpus[i % num_cpus];
 		stls_worker_init(&d->workers[i], &d->cfg, i, d->num_workers, cpu, listeners, d->cfg.num_listen,
 				 &d->readers[i]);
 		if (stls_worker_start(&d->workers[i]) != STLS_OK) {

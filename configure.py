@@ -29,8 +29,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 SOURCES = {
     "core": ["err.c", "span.c", "buf.c", "mem.c", "log.c", "timer.c", "flags.c", "snapshot.c",
              "net.c", "worker.c"],
-    "proto": ["smtp_lex.c", "smtp_reply.c", "smtp_data.c", "ehlo.c", "inbound.c",
-              "inbound_relay.c", "backend_probe.c"],
+    "proto": ["smtp_lex.c", "smtp_reply.c", "smtp_data.c", "ehlo.c", "relay.c", "relay_server.c", "inbound.c", "backend_probe.c"],
     "tls": ["cert.c", "selfsign.c", "tickets.c", "ctx.c", "conn.c"],
 }
 DAEMON_MAIN = "core/main.c"

@@ -12,26 +12,12 @@
 #pragma once
 
 #include "core/session.h"
+#include "proto/relay.h"
 #include "proto/smtp_lex.h"
 
-enum stls_in_state {
-	STLS_IN_GREET = 0,  /* greeted; waiting for EHLO or HELO */
-	STLS_IN_READY,	    /* EHLO done; no backend connection */
-	STLS_IN_CONNECTING, /* opening the backend connection; client input is held */
-	STLS_IN_RELAY,	    /* backend open: commands relayed, replies matched */
-	STLS_IN_DATA,	    /* relaying message bytes up to CRLF.CRLF */
-	STLS_IN_BDAT,	    /* relaying (or discarding) a BDAT chunk by its length */
-	STLS_IN_QUIT,	    /* the last reply is queued; nothing more is read */
-	STLS_IN_HANDSHAKE,  /* 220 sent to STARTTLS; the TLS handshake runs */
-	STLS_IN__COUNT,
-};
-
-/* "GREET", "READY", ... */
-const char *stls_in_state_str(enum stls_in_state state);
-
-/* Looks up the session table: whether verb has a handler in state, and if so the state a
- * successful handler moves to. Commands without one are answered 503 5.5.1. */
-bool stls_in_table_lookup(enum stls_in_state state, enum stls_smtp_verb verb, enum stls_in_state *out_next);
+/* Looks up the inbound session table: whether verb has a handler in state, and if so the state
+ * a successful handler moves to. Commands without one are answered 503 5.5.1. */
+bool stls_in_table_lookup(enum stls_relay_state state, enum stls_smtp_verb verb, enum stls_relay_state *out_next);
 
 /* The operations of an inbound SMTP listener. */
 extern const struct stls_session_ops stls_inbound_ops;

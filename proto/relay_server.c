@@ -10,7 +10,7 @@
 #include "core/snapshot.h"
 #include "core/worker.h"
 #include "proto/ehlo.h"
-#include "proto/inbound_int.h"
+#include "proto/relay_int.h"
 #include "tls/conn.h"
 
 /* How much may wait toward the backend: the pause rule keeps it near relay_buffer, plus what one
@@ -28,7 +28,7 @@ static void log_line(char *out, size_t out_len, struct stls_span text)
 
 /* ---- the queue of replies owed to the client ---------------------------------------------- */
 
-void stls_in_pend_push(struct stls_inbound *in, enum stls_pend_kind kind, const char *local, struct stls_span arg)
+void stls_relay_pend_push(struct stls_relay *in, enum stls_pend_kind kind, const char *local, struct stls_span arg)
 {
 	if (!in->pend || in->num_pend >= in->pend_cap ||
 	    stls_buf_append(&in->pend_args, arg, (size_t)in->pend_cap * 512) != STLS_OK) {
@@ -43,7 +43,7 @@ void stls_in_pend_push(struct stls_inbound *in, enum stls_pend_kind kind, const 
 }
 
 /* Pops the head; *out_arg points into pend_args and stays valid until the next push or pop. */
-static struct stls_pend pend_pop(struct stls_inbound *in, struct stls_span *out_arg)
+static struct stls_pend pend_pop(struct stls_relay *in, struct stls_span *out_arg)
 {
 	struct stls_pend p = in->pend[in->pend_head];
 	in->pend_head = (in->pend_head + 1) % in->pend_cap;
@@ -53,58 +53,63 @@ static struct stls_pend pend_pop(struct stls_inbound *in, struct stls_span *out_
 	return p;
 }
 
-static void pend_drop_arg(struct stls_inbound *in, struct stls_pend p)
+static void pend_drop_arg(struct stls_relay *in, struct stls_pend p)
 {
 	stls_buf_consume(&in->pend_args, p.arg_len);
 }
 
-void stls_in_pend_clear(struct stls_inbound *in)
+void stls_relay_pend_clear(struct stls_relay *in)
 {
 	in->pend_head = 0;
 	in->num_pend = 0;
 	stls_buf_cleanup(&in->pend_args);
 }
 
-void stls_in_pend_cleanup(struct stls_inbound *in)
+void stls_relay_pend_cleanup(struct stls_relay *in)
 {
-	stls_in_pend_clear(in);
+	stls_relay_pend_clear(in);
 	stls_free_ptr(&in->pend);
 	in->pend_cap = 0;
 }
 
 /* Local replies that reached the head of the queue go out now. */
-static void pend_flush_local(struct stls_inbound *in)
+static void pend_flush_local(struct stls_relay *in)
 {
 	while (in->num_pend > 0 && in->pend[in->pend_head].kind == STLS_PEND_LOCAL) {
 		struct stls_span arg;
 		struct stls_pend p = pend_pop(in, &arg);
 		pend_drop_arg(in, p);
-		stls_in_write(in, stls_span_cstr(p.local));
+		stls_relay_write(in, stls_span_cstr(p.local));
 	}
 }
 
 /* ---- opening the backend ------------------------------------------------------------------ */
 
-void stls_in_backend_close(struct stls_inbound *in)
+void stls_relay_backend_close(struct stls_relay *in)
 {
 	stls_conn_close(&in->base, STLS_SIDE_SERVER, false);
 	in->be_state = STLS_BE_NONE;
 }
 
-void stls_in_backend_fail(struct stls_inbound *in, const char *why, const char *reply)
+void stls_relay_backend_fail(struct stls_relay *in, const char *why, const char *reply)
+{
+	in->kind->server_failed(in, why, reply);
+}
+
+void stls_relay_server_failed_end(struct stls_relay *in, const char *why, const char *reply)
 {
 	stls_log_warn("ICID %llu backend %s %s", (unsigned long long)in->base.id, in->base.snap->cfg->backend.text,
 		      why);
 	if (in->mid)
 		stls_log_info("Message finished MID %llu aborted", (unsigned long long)in->mid);
 	in->mid = 0;
-	stls_in_backend_close(in);
-	stls_in_pend_clear(in);
-	stls_in_write(in, stls_span_cstr(reply));
-	stls_in_end(in, true);
+	stls_relay_backend_close(in);
+	stls_relay_pend_clear(in);
+	stls_relay_write(in, stls_span_cstr(reply));
+	stls_relay_end(in, true);
 }
 
-static void backend_start(struct stls_inbound *in)
+static void backend_start(struct stls_relay *in)
 {
 	struct stls_snapshot *snap = in->base.snap;
 	const struct stls_config *cfg = snap->cfg;
@@ -112,26 +117,27 @@ static void backend_start(struct stls_inbound *in)
 		in->pend_cap = cfg->max_pipeline + 4;
 		in->pend = stls_calloc(in->pend_cap, sizeof(*in->pend));
 		if (!in->pend) {
-			stls_in_backend_fail(in, "cannot be used: out of memory",
-					     "421 4.3.0 Temporary failure, try again later\r\n");
+			stls_relay_backend_fail(in, "cannot be used: out of memory",
+						"421 4.3.0 Temporary failure, try again later\r\n");
 			return;
 		}
 	}
 	if (snap->backend_addr_len == 0) {
-		stls_in_backend_fail(in, "has no usable address", "421 4.3.0 Backend unavailable, try again later\r\n");
+		stls_relay_backend_fail(in, "has no usable address",
+					"421 4.3.0 Backend unavailable, try again later\r\n");
 		return;
 	}
 	stls_smtp_reply_init(&in->rp, cfg->max_reply_line, 128);
 	if (stls_conn_connect(&in->base, STLS_SIDE_SERVER, (const struct sockaddr *)&snap->backend_addr,
 			      snap->backend_addr_len) != STLS_OK) {
-		stls_in_backend_fail(in, "unavailable: cannot create a socket",
-				     "421 4.3.0 Backend unavailable, try again later\r\n");
+		stls_relay_backend_fail(in, "unavailable: cannot create a socket",
+					"421 4.3.0 Backend unavailable, try again later\r\n");
 		return;
 	}
 	in->be_state = STLS_BE_CONNECTING;
 }
 
-enum stls_in_result stls_in_backend_open(struct stls_inbound *in)
+enum stls_relay_result stls_relay_backend_open(struct stls_relay *in)
 {
 	/* A backend connection dropped a moment ago may still be closing: the connect waits for the
 	 * release (in_released). */
@@ -139,42 +145,43 @@ enum stls_in_result stls_in_backend_open(struct stls_inbound *in)
 		backend_start(in);
 	else
 		in->be_state = STLS_BE_NONE;
-	return in->base.ending ? STLS_IN_END : STLS_IN_HOLD;
+	return in->base.ending ? STLS_RELAY_END : STLS_RELAY_HOLD;
 }
 
-void stls_in_backend_released(struct stls_inbound *in)
+void stls_relay_backend_released(struct stls_relay *in)
 {
-	if (in->state == STLS_IN_CONNECTING && in->be_state == STLS_BE_NONE && !in->base.ending)
+	if (in->state == STLS_RELAY_CONNECTING && in->be_state == STLS_BE_NONE && !in->base.ending)
 		backend_start(in);
 }
 
-void stls_in_backend_connected(struct stls_inbound *in, int res)
+void stls_relay_backend_connected(struct stls_relay *in, int res)
 {
 	if (res < 0) {
 		char why[160];
 		snprintf(why, sizeof(why), "unavailable: %s", strerror(-res));
-		stls_in_backend_fail(in, why, "421 4.3.0 Backend unavailable, try again later\r\n");
+		stls_relay_backend_fail(in, why, "421 4.3.0 Backend unavailable, try again later\r\n");
 		return;
 	}
 	in->be_state = STLS_BE_GREETING;
-	stls_in_update(in);
+	stls_relay_update(in);
 }
 
-static void backend_send(struct stls_inbound *in, struct stls_span bytes)
+static void backend_send(struct stls_relay *in, struct stls_span bytes)
 {
 	if (stls_conn_write(&in->base, STLS_SIDE_SERVER, bytes, relay_limit(in->base.snap->cfg)) != STLS_OK)
-		stls_in_backend_fail(in, "cannot keep up", "421 4.3.0 Backend connection failed, try again later\r\n");
+		stls_relay_backend_fail(in, "cannot keep up",
+					"421 4.3.0 Backend connection failed, try again later\r\n");
 }
 
 /* The backend's greeting and its reply to our EHLO, before any client command is relayed. */
-static void backend_setup_reply(struct stls_inbound *in, const struct stls_smtp_reply *reply)
+static void backend_setup_reply(struct stls_relay *in, const struct stls_smtp_reply *reply)
 {
 	char line[200], why[260];
 	if (in->be_state == STLS_BE_GREETING) {
 		if (reply->code != 220) {
 			log_line(line, sizeof(line), reply->text);
 			snprintf(why, sizeof(why), "refused the connection: %s", line);
-			stls_in_backend_fail(in, why, "421 4.3.0 Backend unavailable, try again later\r\n");
+			stls_relay_backend_fail(in, why, "421 4.3.0 Backend unavailable, try again later\r\n");
 			return;
 		}
 		char ehlo[sizeof(in->helo) + 8];
@@ -186,13 +193,20 @@ static void backend_setup_reply(struct stls_inbound *in, const struct stls_smtp_
 	if (reply->code != 250) {
 		log_line(line, sizeof(line), reply->text);
 		snprintf(why, sizeof(why), "refused EHLO: %s", line);
-		stls_in_backend_fail(in, why, "421 4.3.0 Backend unavailable, try again later\r\n");
+		stls_relay_backend_fail(in, why, "421 4.3.0 Backend unavailable, try again later\r\n");
 		return;
 	}
 	in->be_state = STLS_BE_READY;
-	in->state = STLS_IN_RELAY;
+	in->state = STLS_RELAY_RELAY;
 	/* The command that opened the connection is still in the client's buffer. */
-	stls_in_resume_client(in);
+	stls_relay_resume_client(in);
+}
+
+void stls_relay_server_tls(struct stls_relay *r, enum stls_err res)
+{
+	(void)res;
+	stls_relay_backend_fail(r, "TLS on the next hop's connection was not asked for",
+				"421 4.3.0 Backend connection failed, try again later\r\n");
 }
 
 /* ---- the trace header --------------------------------------------------------------------- */
@@ -214,7 +228,7 @@ static void header_safe(char *out, size_t out_len, const char *in)
 
 /* One Received: header (RFC 5321 4.4, RFC 3848 "ESMTPS") telling the backend how the message
  * reached us: the client's name and address, the TLS version and cipher, our MID. */
-size_t stls_in_trace_header(struct stls_inbound *in, char *out, size_t out_len)
+size_t stls_relay_trace_header(struct stls_relay *in, char *out, size_t out_len)
 {
 	struct stls_session *s = &in->base;
 	struct stls_tls_conn *tls = s->conn[STLS_SIDE_CLIENT].tls;
@@ -237,7 +251,7 @@ size_t stls_in_trace_header(struct stls_inbound *in, char *out, size_t out_len)
 
 /* ---- relaying commands -------------------------------------------------------------------- */
 
-enum stls_in_result stls_in_relay_cmd(struct stls_inbound *in, const struct stls_smtp_cmd *cmd)
+enum stls_relay_result stls_relay_fwd_cmd(struct stls_relay *in, const struct stls_smtp_cmd *cmd)
 {
 	struct stls_span arg = STLS_SPAN_LIT("");
 	enum stls_pend_kind kind = STLS_PEND_RSET;
@@ -248,7 +262,7 @@ enum stls_in_result stls_in_relay_cmd(struct stls_inbound *in, const struct stls
 			arg = STLS_SPAN_LIT("?"); /* the backend judges the syntax; the log shows '?' */
 	}
 	backend_send(in, cmd->line);
-	stls_in_pend_push(in, kind, NULL, arg);
+	stls_relay_pend_push(in, kind, NULL, arg);
 	if (kind == STLS_PEND_MAIL && in->num_pend > 0) {
 		/* The MID is fixed when MAIL is relayed: a pipelined BDAT may need it for the trace
 		 * header before the backend's reply to MAIL arrives. */
@@ -256,58 +270,58 @@ enum stls_in_result stls_in_relay_cmd(struct stls_inbound *in, const struct stls
 		in->trace_sent = false;
 		in->pend[(in->pend_head + in->num_pend - 1) % in->pend_cap].mid = in->txn_mid;
 	}
-	return in->base.ending ? STLS_IN_END : STLS_IN_OK;
+	return in->base.ending ? STLS_RELAY_END : STLS_RELAY_OK;
 }
 
-enum stls_in_result stls_in_relay_ehlo(struct stls_inbound *in, const struct stls_smtp_cmd *cmd)
+enum stls_relay_result stls_relay_fwd_ehlo(struct stls_relay *in, const struct stls_smtp_cmd *cmd)
 {
 	struct stls_span name;
 	(void)stls_span_next_word(stls_span_trim(cmd->args), &name);
 	if (name.len == 0 || name.len >= sizeof(in->helo)) {
-		stls_in_reply(in, "501 5.5.4 Syntax: EHLO hostname\r\n");
-		return STLS_IN_FAIL;
+		stls_relay_reply(in, "501 5.5.4 Syntax: EHLO hostname\r\n");
+		return STLS_RELAY_FAIL;
 	}
 	memcpy(in->helo, name.ptr, name.len);
 	in->helo[name.len] = '\0';
 	backend_send(in, cmd->line);
-	stls_in_pend_push(in, cmd->verb == STLS_SMTP_VERB_EHLO ? STLS_PEND_EHLO : STLS_PEND_HELO, NULL,
-			  STLS_SPAN_LIT(""));
-	return in->base.ending ? STLS_IN_END : STLS_IN_OK;
+	stls_relay_pend_push(in, cmd->verb == STLS_SMTP_VERB_EHLO ? STLS_PEND_EHLO : STLS_PEND_HELO, NULL,
+			     STLS_SPAN_LIT(""));
+	return in->base.ending ? STLS_RELAY_END : STLS_RELAY_OK;
 }
 
-enum stls_in_result stls_in_relay_data(struct stls_inbound *in, const struct stls_smtp_cmd *cmd)
+enum stls_relay_result stls_relay_fwd_data(struct stls_relay *in, const struct stls_smtp_cmd *cmd)
 {
 	backend_send(in, cmd->line);
-	stls_in_pend_push(in, STLS_PEND_DATA, NULL, STLS_SPAN_LIT(""));
+	stls_relay_pend_push(in, STLS_PEND_DATA, NULL, STLS_SPAN_LIT(""));
 	/* RFC 2920 3.1: DATA ends a pipelined group; what follows is message or command depending
 	 * on the backend's reply, so nothing more is read until it comes. */
 	in->wait_data_reply = true;
-	return in->base.ending ? STLS_IN_END : STLS_IN_OK;
+	return in->base.ending ? STLS_RELAY_END : STLS_RELAY_OK;
 }
 
-static bool parse_bdat(struct stls_inbound *in, const struct stls_smtp_cmd *cmd, bool *out_last)
+static bool parse_bdat(struct stls_relay *in, const struct stls_smtp_cmd *cmd, bool *out_last)
 {
 	if (stls_smtp_parse_bdat(&in->bdat_left, out_last, cmd->args, UINT64_MAX / 2) == STLS_OK)
 		return true;
 	/* The chunk's length is unknown, so the stream cannot be followed any further. */
 	stls_log_info("ICID %llu BDAT with a bad size, closing", (unsigned long long)in->base.id);
-	stls_in_pend_clear(in);
-	stls_in_write(in, STLS_SPAN_LIT("501 5.5.4 Syntax: BDAT size [LAST], closing connection\r\n"));
-	stls_in_end(in, true);
+	stls_relay_pend_clear(in);
+	stls_relay_write(in, STLS_SPAN_LIT("501 5.5.4 Syntax: BDAT size [LAST], closing connection\r\n"));
+	stls_relay_end(in, true);
 	return false;
 }
 
-enum stls_in_result stls_in_relay_bdat(struct stls_inbound *in, const struct stls_smtp_cmd *cmd)
+enum stls_relay_result stls_relay_fwd_bdat(struct stls_relay *in, const struct stls_smtp_cmd *cmd)
 {
 	bool last;
 	if (!parse_bdat(in, cmd, &last))
-		return STLS_IN_END;
+		return STLS_RELAY_END;
 	in->bdat_discard = false;
 	char header[1024];
 	size_t header_len = 0;
 	if (in->tls_active && !in->trace_sent) {
 		/* The trace header travels in the transaction's first chunk, which grows by its size. */
-		header_len = stls_in_trace_header(in, header, sizeof(header));
+		header_len = stls_relay_trace_header(in, header, sizeof(header));
 		char line[64];
 		int n = snprintf(line, sizeof(line), "BDAT %llu%s\r\n",
 				 (unsigned long long)(in->bdat_left + header_len), last ? " LAST" : "");
@@ -318,30 +332,31 @@ enum stls_in_result stls_in_relay_bdat(struct stls_inbound *in, const struct stl
 		backend_send(in, cmd->line);
 	}
 	in->msg_size = header_len;
-	stls_in_pend_push(in, last ? STLS_PEND_BDAT_LAST : STLS_PEND_BDAT, NULL, STLS_SPAN_LIT(""));
-	return in->base.ending ? STLS_IN_END : STLS_IN_OK;
+	stls_relay_pend_push(in, last ? STLS_PEND_BDAT_LAST : STLS_PEND_BDAT, NULL, STLS_SPAN_LIT(""));
+	return in->base.ending ? STLS_RELAY_END : STLS_RELAY_OK;
 }
 
-enum stls_in_result stls_in_bdat_discard(struct stls_inbound *in, const struct stls_smtp_cmd *cmd, const char *reply)
+enum stls_relay_result stls_relay_bdat_discard(struct stls_relay *in, const struct stls_smtp_cmd *cmd,
+					       const char *reply)
 {
 	bool last;
 	if (!parse_bdat(in, cmd, &last))
-		return STLS_IN_END;
+		return STLS_RELAY_END;
 	/* RFC 3030 2: a refused chunk is still read in full, so the next command is found. */
 	in->bdat_discard = true;
 	in->bdat_return = in->state;
 	if (in->bdat_left > 0)
-		in->state = STLS_IN_BDAT;
-	stls_in_reply(in, reply);
-	return STLS_IN_FAIL;
+		in->state = STLS_RELAY_BDAT;
+	stls_relay_reply(in, reply);
+	return STLS_RELAY_FAIL;
 }
 
-enum stls_in_result stls_in_relay_quit(struct stls_inbound *in, const struct stls_smtp_cmd *cmd)
+enum stls_relay_result stls_relay_fwd_quit(struct stls_relay *in, const struct stls_smtp_cmd *cmd)
 {
 	backend_send(in, cmd->line);
-	stls_in_pend_push(in, STLS_PEND_QUIT, NULL, STLS_SPAN_LIT(""));
+	stls_relay_pend_push(in, STLS_PEND_QUIT, NULL, STLS_SPAN_LIT(""));
 	in->quit = true;
-	return in->base.ending ? STLS_IN_END : STLS_IN_OK;
+	return in->base.ending ? STLS_RELAY_END : STLS_RELAY_OK;
 }
 
 /* ---- message bytes ------------------------------------------------------------------------ */
@@ -364,7 +379,7 @@ static const char *fault_str(enum stls_err fault)
 	}
 }
 
-size_t stls_in_data_bytes(struct stls_inbound *in, struct stls_span data)
+size_t stls_relay_data_bytes(struct stls_relay *in, struct stls_span data)
 {
 	size_t n;
 	enum stls_err r = stls_smtp_data_scan(&in->data, &n, data);
@@ -375,7 +390,7 @@ size_t stls_in_data_bytes(struct stls_inbound *in, struct stls_span data)
 		in->msg_fault = in->data.fault;
 		stls_log_info("MID %llu ICID %llu message refused: %s", (unsigned long long)in->mid,
 			      (unsigned long long)in->base.id, fault_str(in->msg_fault));
-		stls_in_backend_close(in);
+		stls_relay_backend_close(in);
 	}
 	if (!in->msg_bad)
 		backend_send(in, stls_span_head(data, n));
@@ -386,17 +401,17 @@ size_t stls_in_data_bytes(struct stls_inbound *in, struct stls_span data)
 	if (in->msg_bad) {
 		stls_log_info("Message finished MID %llu aborted", (unsigned long long)in->mid);
 		in->mid = 0;
-		in->state = STLS_IN_READY;
-		stls_in_reply(in, fault_reply(in->msg_fault));
+		in->state = STLS_RELAY_READY;
+		stls_relay_reply(in, fault_reply(in->msg_fault));
 		return n;
 	}
 	stls_log_info("MID %llu ready %llu bytes", (unsigned long long)in->mid, (unsigned long long)in->msg_size);
-	stls_in_pend_push(in, STLS_PEND_DOT, NULL, STLS_SPAN_LIT(""));
-	in->state = STLS_IN_RELAY;
+	stls_relay_pend_push(in, STLS_PEND_DOT, NULL, STLS_SPAN_LIT(""));
+	in->state = STLS_RELAY_RELAY;
 	return n;
 }
 
-size_t stls_in_bdat_bytes(struct stls_inbound *in, struct stls_span data)
+size_t stls_relay_bdat_bytes(struct stls_relay *in, struct stls_span data)
 {
 	size_t n = data.len < in->bdat_left ? data.len : (size_t)in->bdat_left;
 	if (!in->bdat_discard)
@@ -404,13 +419,13 @@ size_t stls_in_bdat_bytes(struct stls_inbound *in, struct stls_span data)
 	in->bdat_left -= n;
 	in->msg_size += n;
 	if (in->bdat_left == 0)
-		in->state = in->bdat_discard ? in->bdat_return : STLS_IN_RELAY;
+		in->state = in->bdat_discard ? in->bdat_return : STLS_RELAY_RELAY;
 	return n;
 }
 
 /* ---- backend replies ---------------------------------------------------------------------- */
 
-static void message_done(struct stls_inbound *in, const struct stls_smtp_reply *reply)
+static void message_done(struct stls_relay *in, const struct stls_smtp_reply *reply)
 {
 	char line[200];
 	log_line(line, sizeof(line), reply->text);
@@ -426,22 +441,22 @@ static void message_done(struct stls_inbound *in, const struct stls_smtp_reply *
 	in->msg_size = 0;
 }
 
-static void relay_reply(struct stls_inbound *in, const struct stls_smtp_reply *reply)
+static void relay_reply(struct stls_relay *in, const struct stls_smtp_reply *reply)
 {
 	pend_flush_local(in);
 	if (in->num_pend == 0) {
 		char line[200], why[260];
 		log_line(line, sizeof(line), reply->text);
-		if (reply->code == 421 && in->mid == 0 && in->state == STLS_IN_RELAY) {
+		if (reply->code == 421 && in->mid == 0 && in->state == STLS_RELAY_RELAY) {
 			/* The backend ended an idle connection: the next transaction opens a new one. */
 			stls_log_info("ICID %llu backend closed an idle connection: %s",
 				      (unsigned long long)in->base.id, line);
-			stls_in_backend_close(in);
-			in->state = STLS_IN_READY;
+			stls_relay_backend_close(in);
+			in->state = STLS_RELAY_READY;
 			return;
 		}
 		snprintf(why, sizeof(why), "sent a reply nobody asked for: %s", line);
-		stls_in_backend_fail(in, why, "421 4.3.0 Backend connection failed, try again later\r\n");
+		stls_relay_backend_fail(in, why, "421 4.3.0 Backend connection failed, try again later\r\n");
 		return;
 	}
 
@@ -460,11 +475,11 @@ static void relay_reply(struct stls_inbound *in, const struct stls_smtp_reply *r
 				stls_log_info("Message finished MID %llu aborted", (unsigned long long)in->mid);
 			in->mid = 0;
 			if (stls_ehlo_build(&s->conn[STLS_SIDE_CLIENT].out, cfg->relay_buffer, &caps, cfg->hostname,
-					    stls_span_cstr(in->helo), stls_in_offer_starttls(in)) != STLS_OK)
+					    stls_span_cstr(in->helo), in->kind->offer_starttls(in)) != STLS_OK)
 				stls_session_end(s, false);
 			stls_session_mark(s);
 		} else {
-			stls_in_write(in, reply->text);
+			stls_relay_write(in, reply->text);
 		}
 		break;
 	}
@@ -475,9 +490,9 @@ static void relay_reply(struct stls_inbound *in, const struct stls_smtp_reply *r
 			in->mid = 0;
 			char text[300];
 			int n = snprintf(text, sizeof(text), "250 %s\r\n", cfg->hostname);
-			stls_in_write(in, stls_span_make(text, (size_t)n));
+			stls_relay_write(in, stls_span_make(text, (size_t)n));
 		} else {
-			stls_in_write(in, reply->text);
+			stls_relay_write(in, reply->text);
 		}
 		break;
 	case STLS_PEND_MAIL:
@@ -489,13 +504,13 @@ static void relay_reply(struct stls_inbound *in, const struct stls_smtp_reply *r
 			stls_log_info("MID %llu From: <%s>", (unsigned long long)in->mid,
 				      stls_span_printable(addr, sizeof(addr), arg));
 		}
-		stls_in_write(in, reply->text);
+		stls_relay_write(in, reply->text);
 		break;
 	case STLS_PEND_RCPT:
 		if (ok && in->mid)
 			stls_log_info("MID %llu To: <%s>", (unsigned long long)in->mid,
 				      stls_span_printable(addr, sizeof(addr), arg));
-		stls_in_write(in, reply->text);
+		stls_relay_write(in, reply->text);
 		break;
 	case STLS_PEND_DATA:
 		in->wait_data_reply = false;
@@ -504,28 +519,28 @@ static void relay_reply(struct stls_inbound *in, const struct stls_smtp_reply *r
 			in->msg_bad = false;
 			in->msg_fault = STLS_OK;
 			in->msg_size = 0;
-			in->state = STLS_IN_DATA;
+			in->state = STLS_RELAY_DATA;
 			if (in->tls_active && !in->trace_sent) {
 				char header[1024];
-				size_t len = stls_in_trace_header(in, header, sizeof(header));
+				size_t len = stls_relay_trace_header(in, header, sizeof(header));
 				backend_send(in, stls_span_make(header, len));
 				in->trace_sent = true;
 			}
 		}
-		stls_in_write(in, reply->text);
+		stls_relay_write(in, reply->text);
 		break;
 	case STLS_PEND_DOT:
 	case STLS_PEND_BDAT_LAST:
 		if (in->mid)
 			message_done(in, reply);
-		stls_in_write(in, reply->text);
+		stls_relay_write(in, reply->text);
 		break;
 	case STLS_PEND_RSET:
 		if (ok && in->mid) {
 			stls_log_info("Message finished MID %llu aborted", (unsigned long long)in->mid);
 			in->mid = 0;
 		}
-		stls_in_write(in, reply->text);
+		stls_relay_write(in, reply->text);
 		break;
 	case STLS_PEND_QUIT:
 		if (in->mid)
@@ -533,19 +548,19 @@ static void relay_reply(struct stls_inbound *in, const struct stls_smtp_reply *r
 		in->mid = 0;
 		/* The client said goodbye to us, whatever the backend answers; and its name stays
 		 * private. */
-		stls_in_write(in, STLS_SPAN_LIT("221 2.0.0 Bye\r\n"));
+		stls_relay_write(in, STLS_SPAN_LIT("221 2.0.0 Bye\r\n"));
 		break;
 	case STLS_PEND_BDAT:
 	case STLS_PEND_LOCAL:
-	case STLS_PEND__COUNT: stls_in_write(in, reply->text); break;
+	case STLS_PEND__COUNT: stls_relay_write(in, reply->text); break;
 	}
 	pend_drop_arg(in, p);
 	pend_flush_local(in);
 	if (in->quit && in->num_pend == 0 && !s->ending)
-		stls_in_end(in, true);
+		stls_relay_end(in, true);
 }
 
-size_t stls_in_process_backend(struct stls_inbound *in, struct stls_span data)
+size_t stls_relay_process_backend(struct stls_relay *in, struct stls_span data)
 {
 	struct stls_session *s = &in->base;
 	const struct stls_config *cfg = s->snap->cfg;
@@ -559,10 +574,10 @@ size_t stls_in_process_backend(struct stls_inbound *in, struct stls_span data)
 		if (err == STLS_AGAIN)
 			break;
 		if (err != STLS_OK) {
-			stls_in_backend_fail(in,
-					     err == STLS_ERR_TOO_LONG ? "sent a reply over the line limits"
-								      : "sent a malformed reply",
-					     "421 4.3.0 Backend connection failed, try again later\r\n");
+			stls_relay_backend_fail(in,
+						err == STLS_ERR_TOO_LONG ? "sent a reply over the line limits"
+									 : "sent a malformed reply",
+						"421 4.3.0 Backend connection failed, try again later\r\n");
 			return data.len;
 		}
 		off += reply.text.len;
@@ -571,37 +586,37 @@ size_t stls_in_process_backend(struct stls_inbound *in, struct stls_span data)
 			backend_setup_reply(in, &reply);
 		else
 			relay_reply(in, &reply);
-		if (in->state == STLS_IN_RELAY || in->state == STLS_IN_DATA)
-			stls_in_resume_client(in);
+		if (in->state == STLS_RELAY_RELAY || in->state == STLS_RELAY_DATA)
+			stls_relay_resume_client(in);
 	}
 	if (in->be_state == STLS_BE_NONE)
 		return data.len; /* the connection was dropped: whatever follows is moot */
 	return off;
 }
 
-void stls_in_resume_backend(struct stls_inbound *in)
+void stls_relay_resume_backend(struct stls_relay *in)
 {
 	struct stls_session *s = &in->base;
 	struct stls_conn *c = &s->conn[STLS_SIDE_SERVER];
 	if (s->ending || !stls_conn_is_open(s, STLS_SIDE_SERVER) || stls_buf_empty(&c->in))
 		return;
-	size_t used = stls_in_process_backend(in, stls_buf_span(&c->in));
+	size_t used = stls_relay_process_backend(in, stls_buf_span(&c->in));
 	if (stls_conn_is_open(s, STLS_SIDE_SERVER) && !(c->flags & STLS_CONN_CLOSING))
 		stls_buf_consume(&c->in, used);
 }
 
-void stls_in_backend_lost(struct stls_inbound *in, const char *why)
+void stls_relay_backend_lost(struct stls_relay *in, const char *why)
 {
-	if (in->be_state == STLS_BE_READY && in->num_pend == 0 && in->mid == 0 && in->state == STLS_IN_RELAY &&
+	if (in->be_state == STLS_BE_READY && in->num_pend == 0 && in->mid == 0 && in->state == STLS_RELAY_RELAY &&
 	    !in->wait_data_reply) {
 		/* Nothing was in flight: the client need not know. */
 		stls_log_info("ICID %llu backend %s while idle", (unsigned long long)in->base.id, why);
-		stls_in_backend_close(in);
-		in->state = STLS_IN_READY;
-		stls_in_update(in);
+		stls_relay_backend_close(in);
+		in->state = STLS_RELAY_READY;
+		stls_relay_update(in);
 		return;
 	}
 	char text[200];
 	snprintf(text, sizeof(text), "lost: %s", why);
-	stls_in_backend_fail(in, text, "421 4.3.0 Backend connection lost, try again later\r\n");
+	stls_relay_backend_fail(in, text, "421 4.3.0 Backend connection lost, try again later\r\n");
 }

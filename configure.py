@@ -28,8 +28,9 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 # link everything else.
 SOURCES = {
     "core": ["err.c", "span.c", "buf.c", "mem.c", "log.c", "timer.c", "flags.c", "snapshot.c",
-             "net.c", "worker.c"],
-    "proto": ["smtp_lex.c", "smtp_reply.c", "smtp_data.c", "ehlo.c", "relay.c", "relay_server.c", "inbound.c", "backend_probe.c"],
+             "net.c", "worker.c", "domain_table.c", "table_file.c"],
+    "proto": ["smtp_lex.c", "smtp_reply.c", "smtp_data.c", "ehlo.c", "relay.c", "relay_server.c", "inbound.c",
+              "outbound.c", "next_hop.c", "dns.c", "alert.c", "backend_probe.c", "dest_policy.c", "routes.c"],
     "tls": ["cert.c", "selfsign.c", "tickets.c", "ctx.c", "conn.c"],
 }
 DAEMON_MAIN = "core/main.c"
@@ -117,6 +118,8 @@ def find_dependencies(cc):
         ("liburing", "%s/liburing.so" % libdir, "liburing-dev"),
         ("jemalloc headers", "/usr/include/jemalloc/jemalloc.h", "libjemalloc-dev"),
         ("jemalloc", "%s/libjemalloc.so" % libdir, "libjemalloc-dev"),
+        ("c-ares headers", "/usr/include/ares.h", "libc-ares-dev"),
+        ("c-ares", "%s/libcares.so" % libdir, "libc-ares-dev"),
         ("Criterion headers", "/usr/include/criterion/criterion.h", "libcriterion-dev"),
         ("Criterion", "%s/libcriterion.so" % libdir, "libcriterion-dev"),
     ]
@@ -146,7 +149,7 @@ def generate(args, argv):
               "-fstack-protector-strong", "-fno-strict-aliasing"]
     ldflags = ["-pie", "-Wl,-z,relro,-z,now", "-L" + deps["android_lib"],
                "-Wl,-rpath," + deps["android_lib"]]
-    libs = ["-lssl", "-lcrypto", "-luring", "-lpthread"]
+    libs = ["-lssl", "-lcrypto", "-luring", "-lcares", "-lpthread"]
     if args.debug:
         cflags += ["-O0", "-g3"]
     else:

@@ -9,12 +9,20 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-enum { STLS_MAX_LISTEN = 16, STLS_MAX_WORKERS = 256 };
+enum { STLS_MAX_LISTEN = 16, STLS_MAX_WORKERS = 256, STLS_MAX_CIDRS = 64 };
 
 struct stls_addr {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	char text[80]; /* as given: "127.0.0.1:2525", "[::1]:25" */
+};
+
+/* A network: address and prefix length. */
+struct stls_cidr {
+	sa_family_t family;
+	uint8_t prefix;
+	uint8_t addr[16];
+	char text[64];
 };
 
 struct stls_hostport {
@@ -56,6 +64,20 @@ struct stls_config {
 	uint32_t backend_reply_timeout_ms;
 	uint32_t shutdown_grace_ms;
 	uint32_t backend_probe_interval_ms;
+
+	struct stls_addr outbound_listen[STLS_MAX_LISTEN];
+	unsigned num_outbound_listen;
+	struct stls_cidr outbound_allow[STLS_MAX_CIDRS];
+	unsigned num_outbound_allow;
+	char dest_policy_path[1024];
+	char routes_path[1024];
+	struct stls_hostport dns;
+	char ca_file[1024];
+	char outbound_cert_path[1024];
+	char outbound_key_path[1024];
+	char alert_to[256];
+	uint32_t alert_interval_ms;
+	uint32_t dest_connect_timeout_ms;
 
 	uint8_t inbound_tls; /* enum stls_tls_policy */
 	char cert_path[1024];

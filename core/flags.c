@@ -15,7 +15,8 @@ enum flag_kind {
 	FK_SECONDS, /* stored as milliseconds */
 	FK_STRING,
 	FK_HOSTNAME,
-	FK_LISTEN, /* repeatable */
+	FK_LISTEN, /* repeatable: an array of struct stls_addr, its count at aux */
+	FK_CIDR,   /* repeatable: an array of struct stls_cidr, its count at aux */
 	FK_HOSTPORT,
 	FK_ENUM, /* one of choices, stored as a uint8_t index */
 	FK__COUNT,
@@ -32,6 +33,7 @@ struct flag {
 	const char *def; /* default, parsed like a value; NULL for none */
 	const char *help;
 	const char *const *choices; /* FK_ENUM: NULL-terminated */
+	size_t aux;		    /* FK_LISTEN, FK_CIDR: offset of the count; the first use replaces the default */
 };
 
 static const char *const tls_policies[] = { "off", "preferred", "required", NULL };
@@ -47,13 +49,39 @@ const char *stls_tls_policy_str(enum stls_tls_policy policy)
  * entries with a NULL name and the heading as help. */
 static const struct flag flags[] = {
 	{ NULL, NULL, FK__COUNT, 0, 0, 0, 0, NULL, "Listeners and backend:" },
-	{ "listen", "ADDR:PORT", FK_LISTEN, CFG(listen), 0, 0, "0.0.0.0:25", "inbound SMTP listener, repeatable" },
+	{ "listen", "ADDR:PORT", FK_LISTEN, CFG(listen), 0, STLS_MAX_LISTEN, "0.0.0.0:25",
+	  "inbound SMTP listener, repeatable", NULL, offsetof(struct stls_config, num_listen) },
 	{ "backend", "HOST:PORT", FK_HOSTPORT, CFG(backend), 0, 0, "127.0.0.1:2626",
 	  "the legacy MTA that inbound mail is relayed to (the demo backend's default port)" },
 	{ "hostname", "NAME", FK_HOSTNAME, CFG(hostname), 0, 0, NULL,
 	  "name in the greeting and EHLO replies (default: the system hostname)" },
 	{ "backend-probe-interval", "SECS", FK_SECONDS, CFG(backend_probe_interval_ms), 1, 86400, "60",
 	  "how often the backend's EHLO capabilities are read again" },
+
+	{ NULL, NULL, FK__COUNT, 0, 0, 0, 0, NULL, "Outbound relay (the backend's mail to the world):" },
+	{ "outbound-listen", "ADDR:PORT", FK_LISTEN, CFG(outbound_listen), 0, STLS_MAX_LISTEN, NULL,
+	  "where the legacy MTA relays outbound mail (its relayhost), repeatable (default: off)", NULL,
+	  offsetof(struct stls_config, num_outbound_listen) },
+	{ "outbound-allow", "CIDR", FK_CIDR, CFG(outbound_allow), 0, STLS_MAX_CIDRS, "127.0.0.0/8 ::1/128",
+	  "who may use the outbound listener, repeatable; anyone else gets 554 5.7.1", NULL,
+	  offsetof(struct stls_config, num_outbound_allow) },
+	{ "dest-policy", "FILE", FK_STRING, CFG(dest_policy_path), 0, 0, NULL,
+	  "per-domain outbound TLS: none, preferred, required, preferred-verify, required-verify (default: "
+	  "all preferred)" },
+	{ "routes", "FILE", FK_STRING, CFG(routes_path), 0, 0, NULL,
+	  "per-domain next hop: host[:port] or mx (default: DNS MX)" },
+	{ "dns", "ADDR:PORT", FK_HOSTPORT, CFG(dns), 0, 0, NULL, "DNS server for MX lookups (default: the system's)" },
+	{ "ca-file", "FILE", FK_STRING, CFG(ca_file), 0, 0, "/etc/ssl/certs/ca-certificates.crt",
+	  "trust store for preferred-verify and required-verify" },
+	{ "outbound-cert", "FILE", FK_STRING, CFG(outbound_cert_path), 0, 0, NULL,
+	  "PEM client certificate (and intermediates) shown to destinations (spec S7)" },
+	{ "outbound-key", "FILE", FK_STRING, CFG(outbound_key_path), 0, 0, NULL, "PEM private key of --outbound-cert" },
+	{ "alert-to", "ADDR", FK_STRING, CFG(alert_to), 0, 0, NULL,
+	  "who is told, through the backend, when required TLS to a domain fails (spec S21; default: log only)" },
+	{ "alert-interval", "SECS", FK_SECONDS, CFG(alert_interval_ms), 1, 604800, "1h",
+	  "at most one alert per domain in this time" },
+	{ "dest-connect-timeout", "SECS", FK_SECONDS, CFG(dest_connect_timeout_ms), 1, 3600, "30",
+	  "connecting to a destination and reading its greeting" },
 
 	{ NULL, NULL, FK__COUNT, 0, 0, 0, 0, NULL, "TLS (inbound STARTTLS):" },
 	{ "inbound-tls", "off|preferred|required", FK_ENUM, CFG(inbound_tls), 0, 0, "preferred",
@@ -186,6 +214,42 @@ enum stls_err stls_flags_parse_hostport(struct stls_hostport *out, const char *t
 	return STLS_OK;
 }
 
+enum stls_err stls_flags_parse_cidr(struct stls_cidr *out, const char *text)
+{
+	char addr[64];
+	const char *slash = strchr(text, '/');
+	size_t len = slash ? (size_t)(slash - text) : strlen(text);
+	if (len == 0 || len >= sizeof(addr))
+		return STLS_ERR_USAGE;
+	memcpy(addr, text, len);
+	addr[len] = '\0';
+	memset(out, 0, sizeof(*out));
+	unsigned max;
+	if (inet_pton(AF_INET, addr, out->addr) == 1) {
+		out->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
+		out->family = AF_INET6;
+		max = 128;
+	} else {
+		return STLS_ERR_USAGE;
+	}
+	unsigned long prefix = max;
+	if (slash) {
+		char *end;
+		errno = 0;
+		prefix = strtoul(slash + 1, &end, 10);
+		if (errno || *end || slash[1] == '\0' || prefix > max)
+			return STLS_ERR_USAGE;
+	}
+	out->prefix = (uint8_t)prefix;
+	/* Host bits are cleared: 10.1.2.3/8 means 10.0.0.0/8. */
+	for (unsigned bit = out->prefix; bit < max; bit++)
+		out->addr[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+	snprintf(out->text, sizeof(out->text), "%s", text);
+	return STLS_OK;
+}
+
 enum stls_err stls_flags_parse_addr(struct stls_addr *out, const char *text)
 {
 	struct stls_hostport hp;
@@ -245,7 +309,7 @@ static enum stls_err parse_seconds(uint64_t *out_ms, const char *v)
 
 struct parse_state {
 	struct stls_config *cfg;
-	bool listen_given;
+	bool given[NUM_FLAGS]; /* repeatable flags: the first use replaces the default */
 	FILE *err;
 	int depth;
 };
@@ -287,24 +351,32 @@ static enum stls_err flag_set(struct parse_state *ps, const struct flag *f, cons
 		}
 		memcpy(field, v, strlen(v) + 1);
 		return STLS_OK;
-	case FK_LISTEN: {
-		struct stls_config *cfg = ps->cfg;
-		if (!ps->listen_given) {
-			cfg->num_listen = 0;
-			ps->listen_given = true;
+	case FK_LISTEN:
+	case FK_CIDR: {
+		unsigned *count = (unsigned *)((uint8_t *)ps->cfg + f->aux);
+		if (!ps->given[f - flags]) {
+			*count = 0;
+			ps->given[f - flags] = true;
 		}
-		if (cfg->num_listen >= STLS_MAX_LISTEN) {
-			fprintf(ps->err, "starttlsd: --%s: at most %d listeners\n", f->name, STLS_MAX_LISTEN);
+		if (*count >= f->max) {
+			fprintf(ps->err, "starttlsd: --%s: at most %llu of them\n", f->name,
+				(unsigned long long)f->max);
 			return STLS_ERR_USAGE;
 		}
-		if (stls_flags_parse_addr(&cfg->listen[cfg->num_listen], v) != STLS_OK) {
-			fprintf(ps->err,
-				"starttlsd: --%s %s: expected a numeric ADDR:PORT such as 127.0.0.1:25 "
-				"or [::1]:25\n",
+		if (f->kind == FK_LISTEN) {
+			if (stls_flags_parse_addr((struct stls_addr *)field + *count, v) != STLS_OK) {
+				fprintf(ps->err,
+					"starttlsd: --%s %s: expected a numeric ADDR:PORT such as 127.0.0.1:25 "
+					"or [::1]:25\n",
+					f->name, v);
+				return STLS_ERR_USAGE;
+			}
+		} else if (stls_flags_parse_cidr((struct stls_cidr *)field + *count, v) != STLS_OK) {
+			fprintf(ps->err, "starttlsd: --%s %s: expected a network such as 10.0.0.0/8 or 2001:db8::/32\n",
 				f->name, v);
 			return STLS_ERR_USAGE;
 		}
-		cfg->num_listen++;
+		(*count)++;
 		return STLS_OK;
 	}
 	case FK_ENUM:
@@ -431,11 +503,17 @@ enum stls_err stls_flags_parse(struct stls_config *out_cfg, enum stls_flags_acti
 	memset(out_cfg, 0, sizeof(*out_cfg));
 	*out_action = STLS_FLAGS_RUN;
 	struct parse_state ps = { .cfg = out_cfg, .err = err };
-	for (unsigned i = 0; i < NUM_FLAGS; i++)
-		if (flags[i].name && flags[i].def && flags[i].kind != FK_BOOL)
-			if (flag_set(&ps, &flags[i], flags[i].def) != STLS_OK)
+	for (unsigned i = 0; i < NUM_FLAGS; i++) {
+		if (!flags[i].name || !flags[i].def || flags[i].kind == FK_BOOL)
+			continue;
+		/* A list's default may hold several values, space separated. */
+		char def[256];
+		snprintf(def, sizeof(def), "%s", flags[i].def);
+		for (char *save = NULL, *v = strtok_r(def, " ", &save); v; v = strtok_r(NULL, " ", &save))
+			if (flag_set(&ps, &flags[i], v) != STLS_OK)
 				return STLS_ERR_INTERNAL;
-	ps.listen_given = false; /* the default listener is replaced by the first --listen */
+	}
+	memset(ps.given, 0, sizeof(ps.given)); /* defaults are replaced by the first use of a flag */
 	if (gethostname(out_cfg->hostname, sizeof(out_cfg->hostname)) != 0 || !valid_hostname(out_cfg->hostname))
 		snprintf(out_cfg->hostname, sizeof(out_cfg->hostname), "localhost");
 
@@ -494,11 +572,17 @@ void stls_flags_print(const struct stls_config *cfg, FILE *out)
 				fprintf(out, "--%s %s\n", f->name, (const char *)field);
 			break;
 		case FK_LISTEN:
-			for (unsigned l = 0; l < cfg->num_listen; l++)
-				fprintf(out, "--%s %s\n", f->name, cfg->listen[l].text);
+		case FK_CIDR: {
+			unsigned count = *(const unsigned *)((const uint8_t *)cfg + f->aux);
+			for (unsigned l = 0; l < count; l++)
+				fprintf(out, "--%s %s\n", f->name,
+					f->kind == FK_LISTEN ? ((const struct stls_addr *)field)[l].text
+							     : ((const struct stls_cidr *)field)[l].text);
 			break;
+		}
 		case FK_HOSTPORT:
-			fprintf(out, "--%s %s\n", f->name, ((const struct stls_hostport *)field)->text);
+			if (((const struct stls_hostport *)field)->text[0])
+				fprintf(out, "--%s %s\n", f->name, ((const struct stls_hostport *)field)->text);
 			break;
 		case FK_ENUM: fprintf(out, "--%s %s\n", f->name, f->choices[*field]); break;
 		case FK_ACTION:

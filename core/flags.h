@@ -31,6 +31,10 @@ void stls_flags_print(const struct stls_config *cfg, FILE *out);
 /* Parses "host:port", "[v6]:port" into *out. Returns STLS_OK or STLS_ERR_USAGE. */
 [[nodiscard]] enum stls_err stls_flags_parse_hostport(struct stls_hostport *out, const char *text);
 
+/* Parses a network "10.0.0.0/8", "2001:db8::/32" or a single address into *out. Returns STLS_OK
+ * or STLS_ERR_USAGE. */
+[[nodiscard]] enum stls_err stls_flags_parse_cidr(struct stls_cidr *out, const char *text);
+
 /* Parses a numeric listen address ("127.0.0.1:25", "[::]:25", "*:25") into *out. Returns STLS_OK
  * or STLS_ERR_USAGE. */
 [[nodiscard]] enum stls_err stls_flags_parse_addr(struct stls_addr *out, const char *text);

@@ -3,6 +3,7 @@
  * It never touches a session. After start-up it sleeps on a signalfd, waking every
  * STLS_MAIN_TICK_MS to re-probe the backend when due, to free snapshots the workers no longer use,
  * and to drive a graceful shutdown. */
+#include <ares.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdalign.h>
@@ -23,7 +24,9 @@
 #include "core/snapshot.h"
 #include "core/worker.h"
 #include "proto/backend_probe.h"
+#include "proto/alert.h"
 #include "proto/inbound.h"
+#include "proto/outbound.h"
 #include "tls/conn.h"
 #include "tls/ctx.h"
 #include "tls/tickets.h"
@@ -47,7 +50,8 @@ struct daemon {
 	bool draining;
 	bool grace_over;
 	uint64_t grace_end_ms;
-	struct stls_tls_server *tls; /* the daemon's reference */
+	struct stls_tls_server *tls;	/* the daemon's reference */
+	struct stls_outbound_conf *out; /* the daemon's reference, NULL without --outbound-listen */
 	uint64_t next_ticket_ms;
 	struct timespec ticket_mtime;
 };
@@ -92,6 +96,8 @@ static struct stls_snapshot *snapshot_clone(struct daemon *d)
 	snap->cfg = &d->cfg;
 	snap->tls = d->tls;
 	stls_tls_server_get(snap->tls);
+	snap->out = d->out;
+	stls_outbound_conf_get(snap->out);
 	return snap;
 }
 
@@ -240,6 +246,39 @@ static void probe_backend(struct daemon *d, bool force_log)
 	d->next_probe_ms = monotonic_ms() + (up ? d->cfg.backend_probe_interval_ms : PROBE_RETRY_MS);
 }
 
+static void log_outbound_conf(struct daemon *d)
+{
+	stls_log_info("outbound relay: %zu destination policies (%s), %zu routes (%s), trust store %s",
+		      stls_dest_policy_count(d->out->policy),
+		      d->cfg.dest_policy_path[0] ? d->cfg.dest_policy_path : "default",
+		      stls_routes_count(d->out->routes), d->cfg.routes_path[0] ? d->cfg.routes_path : "DNS MX",
+		      d->cfg.ca_file[0] ? d->cfg.ca_file : "none");
+}
+
+/* Spec S24: a new set of outbound tables is built and checked whole, then published with one
+ * pointer store; if anything is wrong the tables in use stay, and the reason is logged. */
+static void reload_outbound(struct daemon *d)
+{
+	char err[512];
+	struct stls_outbound_conf *fresh;
+	if (stls_outbound_conf_new(&fresh, &d->cfg, err, sizeof(err)) != STLS_OK) {
+		stls_log_warn("reload refused, the outbound tables in use stay: %s", err);
+		return;
+	}
+	struct stls_outbound_conf *old = d->out;
+	d->out = fresh;
+	struct stls_snapshot *snap = snapshot_clone(d);
+	if (!snap) {
+		d->out = old;
+		stls_outbound_conf_put(fresh);
+		stls_log_crit("out of memory publishing the new outbound tables");
+		return;
+	}
+	stls_snapshot_publish(snap);
+	stls_outbound_conf_put(old);
+	log_outbound_conf(d);
+}
+
 static int check_config(struct daemon *d)
 {
 	int status = 0;
@@ -256,7 +295,18 @@ static int check_config(struct daemon *d)
 	}
 	if (load_tls(d, false) != 0)
 		status = 1;
-	else
+	if (d->cfg.num_outbound_listen > 0 || d->cfg.dest_policy_path[0] || d->cfg.routes_path[0]) {
+		char why[512];
+		struct stls_outbound_conf *out;
+		if (stls_outbound_conf_new(&out, &d->cfg, why, sizeof(why)) != STLS_OK) {
+			fprintf(stderr, "starttlsd: outbound relay: %s\n", why);
+			status = 1;
+		} else {
+			printf("# outbound relay: %zu destination policies, %zu routes\n",
+			       stls_dest_policy_count(out->policy), stls_routes_count(out->routes));
+			stls_outbound_conf_put(out);
+		}
+	} else
 		printf("# TLS certificate %s%s\n", d->tls->describe, d->tls->demo ? " (demo, not verifiable)" : "");
 	if (d->cfg.ticket_key_path[0]) {
 		struct stls_ticket_keys keys;
@@ -273,28 +323,37 @@ static int check_config(struct daemon *d)
 	return status;
 }
 
-static int open_listeners(struct daemon *d, struct stls_listener *out, unsigned worker)
+/* Opens a worker's listening sockets: the inbound ones, then the outbound ones. Returns how many,
+ * or -1 (logged). */
+static int open_listeners(struct daemon *d, struct stls_listener *out)
 {
 	char err[256];
-	for (unsigned l = 0; l < d->cfg.num_listen; l++) {
-		int fd = stls_net_listen(&d->cfg.listen[l], LISTEN_BACKLOG, err, sizeof(err));
+	unsigned n = 0;
+	for (unsigned l = 0; l < d->cfg.num_listen + d->cfg.num_outbound_listen; l++) {
+		bool inbound = l < d->cfg.num_listen;
+		const struct stls_addr *addr =
+			inbound ? &d->cfg.listen[l] : &d->cfg.outbound_listen[l - d->cfg.num_listen];
+		int fd = stls_net_listen(addr, LISTEN_BACKLOG, err, sizeof(err));
 		if (fd < 0) {
 			stls_log_crit("cannot listen: %s", err);
-			for (unsigned k = 0; k < l; k++)
+			for (unsigned k = 0; k < n; k++)
 				close(out[k].fd);
 			return -1;
 		}
-		out[l] = (struct stls_listener){ .fd = fd, .ops = &stls_inbound_ops, .addr = &d->cfg.listen[l] };
+		out[n++] = (struct stls_listener){ .fd = fd,
+						   .ops = inbound ? &stls_inbound_ops : &stls_outbound_ops,
+						   .addr = addr };
 	}
-	(void)worker;
-	return 0;
+	return (int)n;
 }
 
 static int start_workers(struct daemon *d)
 {
 	char err[256];
-	for (unsigned l = 0; l < d->cfg.num_listen; l++) {
-		if (stls_net_check_free(&d->cfg.listen[l], err, sizeof(err)) != STLS_OK) {
+	for (unsigned l = 0; l < d->cfg.num_listen + d->cfg.num_outbound_listen; l++) {
+		const struct stls_addr *addr =
+			l < d->cfg.num_listen ? &d->cfg.listen[l] : &d->cfg.outbound_listen[l - d->cfg.num_listen];
+		if (stls_net_check_free(addr, err, sizeof(err)) != STLS_OK) {
 			stls_log_crit("cannot listen: %s (is another starttlsd or MTA running there?)", err);
 			return -1;
 		}
@@ -317,11 +376,12 @@ static int start_workers(struct daemon *d)
 			if (CPU_ISSET(c, &allowed))
 				cpus[num_cpus++] = c;
 	for (unsigned i = 0; i < d->num_workers; i++) {
-		struct stls_listener listeners[STLS_MAX_LISTEN];
-		if (open_listeners(d, listeners, i) != 0)
+		struct stls_listener listeners[2 * STLS_MAX_LISTEN];
+		int num_listeners = open_listeners(d, listeners);
+		if (num_listeners < 0)
 			return -1;
 		int cpu = d->cfg.no_pin || num_cpus == 0 ? -1 : cpus[i % num_cpus];
-		stls_worker_init(&d->workers[i], &d->cfg, i, d->num_workers, cpu, listeners, d->cfg.num_listen,
+		stls_worker_init(&d->workers[i], &d->cfg, i, d->num_workers, cpu, listeners, (unsigned)num_listeners,
 				 &d->readers[i]);
 		if (stls_worker_start(&d->workers[i]) != STLS_OK) {
 			stls_log_crit("worker %u cannot start: %s", i, d->workers[i].error);
@@ -375,10 +435,13 @@ static void on_signal(struct daemon *d, int sig)
 		}
 		break;
 	case SIGHUP:
-		stls_log_info("reload: reading the backend's capabilities and the ticket keys again");
+		stls_log_info(
+			"reload: reading the backend's capabilities, the ticket keys and the outbound tables again");
 		probe_backend(d, true);
 		if (d->cfg.ticket_key_path[0])
 			rotate_tickets(d, true);
+		if (d->out)
+			reload_outbound(d);
 		break;
 	case SIGUSR1: stls_log_reopen(); break;
 	default: break;
@@ -408,6 +471,11 @@ static void main_loop(struct daemon *d)
 				probe_backend(d, false);
 			if (now >= d->next_ticket_ms)
 				rotate_tickets(d, false);
+		}
+		if (d->out) {
+			struct stls_snapshot *cur = stls_snapshot_current();
+			stls_alert_process(&d->cfg, (const struct sockaddr *)&cur->backend_addr, cur->backend_addr_len,
+					   now);
 		}
 		stls_snapshot_collect();
 	}
@@ -443,12 +511,23 @@ static int run(struct daemon *d)
 	stls_log_info("starttlsd %s starting: %u workers%s, allocator %s, inbound TLS %s", STLS_VERSION, d->cfg.workers,
 		      d->cfg.no_pin ? "" : " pinned", stls_mem_allocator(),
 		      stls_tls_policy_str((enum stls_tls_policy)d->cfg.inbound_tls));
+	if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS) {
+		stls_log_crit("cannot initialise the DNS resolver library");
+		goto out;
+	}
 	if (stls_tls_init() != STLS_OK) {
 		stls_log_crit("cannot initialise TLS");
 		goto out;
 	}
 	if (load_tls(d, true) != 0)
 		goto out;
+	if (d->cfg.num_outbound_listen > 0) {
+		if (stls_outbound_conf_new(&d->out, &d->cfg, err, sizeof(err)) != STLS_OK) {
+			stls_log_crit("outbound relay: %s", err);
+			goto out;
+		}
+		log_outbound_conf(d);
+	}
 	rotate_tickets(d, true);
 	if (!stls_snapshot_current() || stls_snapshot_current()->tickets.num == 0) {
 		stls_log_crit("no session-ticket keys: refusing to start");
@@ -460,6 +539,10 @@ static int run(struct daemon *d)
 	for (unsigned l = 0; l < d->cfg.num_listen; l++)
 		stls_log_info("listening on %s for inbound SMTP, relaying to %s", d->cfg.listen[l].text,
 			      d->cfg.backend.text);
+	for (unsigned l = 0; l < d->cfg.num_outbound_listen; l++)
+		stls_log_info("listening on %s for the outbound relay (%u allowed networks, first %s)",
+			      d->cfg.outbound_listen[l].text, d->cfg.num_outbound_allow,
+			      d->cfg.num_outbound_allow ? d->cfg.outbound_allow[0].text : "none");
 	stls_log_info("io_uring set-up flags:%s%s%s",
 		      (d->workers[0].ring_flags & IORING_SETUP_SINGLE_ISSUER) ? " SINGLE_ISSUER" : "",
 		      (d->workers[0].ring_flags & IORING_SETUP_DEFER_TASKRUN) ? " DEFER_TASKRUN" : "",
@@ -472,6 +555,8 @@ out:
 	stls_log_stop();
 	stls_snapshot_shutdown();
 	stls_tls_server_put(d->tls);
+	stls_outbound_conf_put(d->out);
+	ares_library_cleanup();
 	close(d->signal_fd);
 	return status;
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -87,4 +88,31 @@ void stls_net_describe_peer(struct stls_session *s, int fd)
 		memset(&s->local, 0, sizeof(s->local));
 	s->peer_port = stls_net_format(&s->peer, s->peer_ip, sizeof(s->peer_ip));
 	s->local_port = stls_net_format(&s->local, s->local_ip, sizeof(s->local_ip));
+}
+
+bool stls_net_cidr_match(const struct stls_cidr *cidr, const struct sockaddr_storage *ss)
+{
+	const uint8_t *addr;
+	sa_family_t family = ss->ss_family;
+	if (family == AF_INET) {
+		addr = (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
+	} else if (family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+		addr = a6->s6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a6)) {
+			family = AF_INET;
+			addr += 12;
+		}
+	} else {
+		return false;
+	}
+	if (family != cidr->family)
+		return false;
+	unsigned full = cidr->prefix / 8, rest = cidr->prefix % 8;
+	if (memcmp(addr, cidr->addr, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	uint8_t mask = (uint8_t)(0xffu << (8 - rest));
+	return (addr[full] & mask) == (cidr->addr[full] & mask);
 }

@@ -22,5 +22,9 @@ int stls_net_listen(const struct stls_addr *addr, int backlog, char *err, size_t
 /* Fills the session's peer and local addresses (and their printable forms) from fd. */
 void stls_net_describe_peer(struct stls_session *s, int fd);
 
+/* Whether the address in ss lies in the network cidr (an IPv4 client on a dual-stack socket,
+ * ::ffff:a.b.c.d, counts as a.b.c.d). */
+bool stls_net_cidr_match(const struct stls_cidr *cidr, const struct sockaddr_storage *ss);
+
 /* Formats a socket address as "ip" into out and returns its port. */
 uint16_t stls_net_format(const struct sockaddr_storage *ss, char *out, size_t out_len);

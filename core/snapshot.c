@@ -1,6 +1,7 @@
 #include "core/snapshot.h"
 
 #include "core/mem.h"
+#include "proto/outbound.h"
 #include "tls/ctx.h"
 
 static _Atomic(struct stls_snapshot *) g_current;
@@ -12,6 +13,7 @@ static uint64_t g_next_gen = 1;
 static void snapshot_free(struct stls_snapshot *s)
 {
 	stls_tls_server_put(s->tls);
+	stls_outbound_conf_put(s->out);
 	stls_wipe(&s->tickets, sizeof(s->tickets));
 	stls_free_ptr(&s);
 }

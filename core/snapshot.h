@@ -20,6 +20,7 @@
 #include "tls/tickets.h"
 
 struct stls_tls_server;
+struct stls_outbound_conf;
 
 struct stls_snapshot {
 	uint64_t gen;
@@ -30,6 +31,7 @@ struct stls_snapshot {
 	struct stls_ehlo_caps caps;
 	struct stls_tls_server *tls;	    /* the inbound certificate's context (a reference) */
 	struct stls_ticket_keys tickets;    /* session-ticket keys, the first encrypting */
+	struct stls_outbound_conf *out;	    /* outbound relay tables and TLS (a reference), or NULL */
 	struct stls_snapshot *retired_next; /* main thread only */
 };
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@ enum stls_op {
 	OP_CANCEL,
 	OP_CLOSE,
 	OP_LISTEN_CANCEL,
+	OP_POLL, /* slot = index in w->polls */
 	OP__COUNT,
 };
 
@@ -684,6 +686,74 @@ static void on_accept(struct stls_worker *w, unsigned idx, struct io_uring_cqe *
 	stls_session_mark(s);
 }
 
+enum stls_err stls_worker_add_hook(struct stls_worker *w, void (*fn)(struct stls_worker *w, void *ctx), void *ctx)
+{
+	if (w->num_hooks >= STLS_WORKER_MAX_HOOKS)
+		return STLS_ERR_LIMIT;
+	w->hooks[w->num_hooks++] = (struct stls_worker_driver){ .on_turn = fn, .ctx = ctx };
+	return STLS_OK;
+}
+
+static void arm_poll(struct stls_worker *w, unsigned idx)
+{
+	struct stls_worker_poll *p = &w->polls[idx];
+	struct io_uring_sqe *sqe = get_sqe(w);
+	io_uring_prep_poll_add(sqe, p->fd, p->events);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_POLL, STLS_SIDE_CLIENT, 0, idx));
+	p->armed = true;
+}
+
+enum stls_err stls_worker_watch(struct stls_worker *w, int fd, unsigned events, stls_worker_poll_fn *fn, void *ctx)
+{
+	unsigned idx = STLS_WORKER_MAX_POLLS;
+	for (unsigned i = 0; i < STLS_WORKER_MAX_POLLS; i++) {
+		if (w->polls[i].fd == fd) {
+			idx = i;
+			break;
+		}
+		if (idx == STLS_WORKER_MAX_POLLS && w->polls[i].fd < 0 && !w->polls[i].armed)
+			idx = i;
+	}
+	if (idx == STLS_WORKER_MAX_POLLS)
+		return events ? STLS_ERR_LIMIT : STLS_OK;
+	struct stls_worker_poll *p = &w->polls[idx];
+	if (events == 0) {
+		/* A poll still in flight is removed; its completion is dropped. */
+		if (p->fd == fd && p->armed) {
+			struct io_uring_sqe *sqe = get_sqe(w);
+			io_uring_prep_poll_remove(sqe, ud_make(OP_POLL, STLS_SIDE_CLIENT, 0, idx));
+			io_uring_sqe_set_data64(sqe, ud_make(OP_LISTEN_CANCEL, STLS_SIDE_CLIENT, 0, 0));
+		}
+		p->fd = -1;
+		p->events = 0;
+		return STLS_OK;
+	}
+	p->fd = fd;
+	p->events = events;
+	p->fn = fn;
+	p->ctx = ctx;
+	if (!p->armed)
+		arm_poll(w, idx);
+	return STLS_OK;
+}
+
+static void on_poll(struct stls_worker *w, unsigned idx, int res)
+{
+	if (idx >= STLS_WORKER_MAX_POLLS)
+		return;
+	struct stls_worker_poll *p = &w->polls[idx];
+	p->armed = false;
+	if (p->fd < 0 || res == -ECANCELED)
+		return;
+	p->fn(p->ctx, p->fd, res < 0 ? POLLERR : (unsigned)res);
+}
+
+struct stls_session *stls_worker_session_get(struct stls_worker *w, uint32_t slot, uint32_t gen)
+{
+	struct stls_session *s = slot < w->num_slots ? w->slots[slot] : NULL;
+	return s && s->gen == gen && !s->ending ? s : NULL;
+}
+
 static void arm_event(struct stls_worker *w)
 {
 	struct io_uring_sqe *sqe = get_sqe(w);
@@ -800,6 +870,7 @@ static void dispatch(struct stls_worker *w, struct io_uring_cqe *cqe)
 		arm_event(w);
 		return;
 	case OP_LISTEN_CANCEL: return;
+	case OP_POLL: on_poll(w, ud_slot(ud), cqe->res); return;
 	default: break;
 	}
 	uint32_t slot = ud_slot(ud);
@@ -950,6 +1021,8 @@ static void *worker_main(void *arg)
 		on_timers(w);
 		if (w->driver)
 			w->driver->on_turn(w, w->driver->ctx);
+		for (unsigned i = 0; i < w->num_hooks; i++)
+			w->hooks[i].on_turn(w, w->hooks[i].ctx);
 		if (w->abort_at_ms && w->now_ms >= w->abort_at_ms) {
 			for_each_session(w, session_abort);
 			w->abort_at_ms = 0;
@@ -980,6 +1053,8 @@ void stls_worker_init(struct stls_worker *w, const struct stls_config *cfg, unsi
 	w->next_id = 1;
 	w->next_mid = 1;
 	w->event_fd = -1;
+	for (unsigned i = 0; i < STLS_WORKER_MAX_POLLS; i++)
+		w->polls[i].fd = -1;
 }
 
 enum stls_err stls_worker_start(struct stls_worker *w)
@@ -1027,6 +1102,8 @@ void stls_worker_join(struct stls_worker *w)
 		pthread_join(w->thread, NULL);
 		w->thread = 0;
 	}
+	if (w->dns_cleanup)
+		w->dns_cleanup(w);
 	if (w->ring.ring_fd > 0)
 		io_uring_queue_exit(&w->ring);
 	if (w->br)

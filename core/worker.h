@@ -61,6 +61,19 @@ struct stls_worker_driver {
 	void *ctx;
 };
 
+/* A file descriptor the worker watches for someone else (the DNS resolver's sockets). */
+typedef void stls_worker_poll_fn(void *ctx, int fd, unsigned revents);
+
+enum { STLS_WORKER_MAX_POLLS = 16, STLS_WORKER_MAX_HOOKS = 4 };
+
+struct stls_worker_poll {
+	int fd; /* -1: free */
+	unsigned events;
+	bool armed;
+	stls_worker_poll_fn *fn;
+	void *ctx;
+};
+
 struct stls_snapshot_pin {
 	struct stls_snapshot *snap;
 	uint32_t num_users; /* sessions using it, plus one while it is the worker's current */
@@ -82,7 +95,7 @@ struct stls_worker {
 	size_t br_ring_len;
 	unsigned br_returned; /* buffers added back since the last advance */
 
-	struct stls_listener listeners[STLS_MAX_LISTEN];
+	struct stls_listener listeners[2 * STLS_MAX_LISTEN]; /* inbound, then outbound */
 	unsigned num_listeners;
 	bool accepting;
 
@@ -111,7 +124,12 @@ struct stls_worker {
 	uint64_t next_id;
 	uint64_t next_mid;
 
-	const struct stls_worker_driver *driver; /* NULL for the daemon */
+	const struct stls_worker_driver *driver;		/* NULL for the daemon */
+	struct stls_worker_driver hooks[STLS_WORKER_MAX_HOOKS]; /* called every turn too */
+	unsigned num_hooks;
+	struct stls_worker_poll polls[STLS_WORKER_MAX_POLLS];
+	void *dns; /* the worker's resolver, made on first use (proto/dns.c) */
+	void (*dns_cleanup)(struct stls_worker *w);
 
 	_Atomic int state; /* 0 starting, 1 running, -1 failed, 2 exited */
 	char error[256];
@@ -140,6 +158,20 @@ void stls_worker_join(struct stls_worker *w);
 /* A session with no connection yet, for a driver to open one with stls_conn_connect (worker's
  * thread only). Returns NULL when out of memory. */
 struct stls_session *stls_worker_session_new(struct stls_worker *w, const struct stls_session_ops *ops);
+
+/* Adds a callback run every loop turn (worker's thread only). Returns STLS_OK or STLS_ERR_LIMIT. */
+[[nodiscard]] enum stls_err stls_worker_add_hook(struct stls_worker *w, void (*fn)(struct stls_worker *w, void *ctx),
+						 void *ctx);
+
+/* Watches fd for events (POLLIN / POLLOUT) once: fn runs when one happens, and the watch must be
+ * renewed to go on. events 0 stops watching. Worker's thread only. Returns STLS_OK or
+ * STLS_ERR_LIMIT. */
+[[nodiscard]] enum stls_err stls_worker_watch(struct stls_worker *w, int fd, unsigned events, stls_worker_poll_fn *fn,
+					      void *ctx);
+
+/* The session in slot if its generation is still gen (a callback that outlived its session gets
+ * NULL). */
+struct stls_session *stls_worker_session_get(struct stls_worker *w, uint32_t slot, uint32_t gen);
 
 /* Calls fn for every session that is not ending (worker's thread only). */
 void stls_worker_each_session(struct stls_worker *w, void (*fn)(struct stls_session *s, void *ctx), void *ctx);

@@ -188,3 +188,103 @@ out:
 	stls_free_ptr(&io);
 	return ret;
 }
+
+/* Connects and reads the greeting; io->fd is open on success. */
+static enum stls_err dial(struct probe_io *io, const struct sockaddr *addr, socklen_t addr_len, char *err,
+			  size_t err_len)
+{
+	io->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (io->fd < 0) {
+		snprintf(err, err_len, "socket: %s", strerror(errno));
+		return STLS_ERR_IO;
+	}
+	if (connect(io->fd, addr, addr_len) != 0 && errno != EINPROGRESS) {
+		snprintf(err, err_len, "connect: %s", strerror(errno));
+		return STLS_ERR_IO;
+	}
+	if (wait_fd(io->fd, POLLOUT, io->deadline) == 0) {
+		snprintf(err, err_len, "connect: timed out");
+		return STLS_ERR_TIMEOUT;
+	}
+	int soerr = 0;
+	socklen_t slen = sizeof(soerr);
+	getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &soerr, &slen);
+	if (soerr) {
+		snprintf(err, err_len, "connect: %s", strerror(soerr));
+		return STLS_ERR_IO;
+	}
+	return STLS_OK;
+}
+
+/* Sends text (when not NULL) and reads one reply, which must have class expect_class. */
+static enum stls_err exchange(struct probe_io *io, const char *text, unsigned expect_class, const char *what, char *err,
+			      size_t err_len)
+{
+	enum stls_err ret = text ? write_all(io, text) : STLS_OK;
+	struct stls_smtp_reply reply;
+	size_t len = 0;
+	if (ret == STLS_OK)
+		ret = read_reply(io, &reply, &len);
+	if (ret != STLS_OK) {
+		snprintf(err, err_len, "%s: %s", what, why(ret));
+		return ret;
+	}
+	unsigned code = reply.code;
+	drop(io, len);
+	if (code / 100 != expect_class) {
+		snprintf(err, err_len, "%s: refused with %u", what, code);
+		return STLS_ERR_PROTO;
+	}
+	return STLS_OK;
+}
+
+enum stls_err stls_backend_send_message(const struct sockaddr *addr, socklen_t addr_len, const char *hostname,
+					const char *from, const char *to, const char *message, uint32_t timeout_ms,
+					char *err, size_t err_len)
+{
+	struct probe_io *io = stls_calloc(1, sizeof(*io));
+	if (!io) {
+		snprintf(err, err_len, "out of memory");
+		return STLS_ERR_NOMEM;
+	}
+	io->fd = -1;
+	io->deadline = now_ms() + timeout_ms;
+	stls_smtp_reply_init(&io->rp, 2048, 256);
+	char line[600];
+	enum stls_err ret = dial(io, addr, addr_len, err, err_len);
+	if (ret == STLS_OK)
+		ret = exchange(io, NULL, 2, "greeting", err, err_len);
+	if (ret == STLS_OK) {
+		snprintf(line, sizeof(line), "EHLO %s\r\n", hostname);
+		ret = exchange(io, line, 2, "EHLO", err, err_len);
+	}
+	if (ret == STLS_OK) {
+		snprintf(line, sizeof(line), "MAIL FROM:<%s>\r\n", from);
+		ret = exchange(io, line, 2, "MAIL", err, err_len);
+	}
+	if (ret == STLS_OK) {
+		snprintf(line, sizeof(line), "RCPT TO:<%s>\r\n", to);
+		ret = exchange(io, line, 2, "RCPT", err, err_len);
+	}
+	if (ret == STLS_OK)
+		ret = exchange(io, "DATA\r\n", 3, "DATA", err, err_len);
+	/* RFC 5321 4.5.2: a line starting with '.' gets another. */
+	for (const char *p = message; ret == STLS_OK && *p;) {
+		const char *eol = strstr(p, "\r\n");
+		size_t n = eol ? (size_t)(eol - p) + 2 : strlen(p);
+		if (*p == '.')
+			ret = write_all(io, ".");
+		snprintf(line, sizeof(line), "%.*s", (int)(n < sizeof(line) ? n : sizeof(line) - 1), p);
+		if (ret == STLS_OK)
+			ret = write_all(io, line);
+		p += n;
+	}
+	if (ret == STLS_OK)
+		ret = exchange(io, ".\r\n", 2, "end of data", err, err_len);
+	if (ret == STLS_OK)
+		(void)write_all(io, "QUIT\r\n");
+	if (io->fd >= 0)
+		close(io->fd);
+	stls_free_ptr(&io);
+	return ret;
+}

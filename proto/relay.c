@@ -303,7 +303,7 @@ void stls_relay_update(struct stls_relay *in)
 		ms = cfg->handshake_timeout_ms;
 	} else if (in->state == STLS_RELAY_CONNECTING) {
 		kind = STLS_RELAY_TIMER_BACKEND_CONNECT;
-		ms = cfg->backend_connect_timeout_ms;
+		ms = in->hop ? cfg->dest_connect_timeout_ms : cfg->backend_connect_timeout_ms;
 	} else if (in->num_pend > 0 || in->wait_data_reply) {
 		kind = STLS_RELAY_TIMER_BACKEND;
 		ms = cfg->backend_reply_timeout_ms;
@@ -461,4 +461,8 @@ void stls_relay_free(struct stls_session *s)
 	stls_relay_transaction_reset(in);
 	stls_log_info("ICID %llu close", (unsigned long long)s->id);
 	stls_relay_pend_cleanup(in);
+	if (in->hop && stls_conn_is_open(s, STLS_SIDE_SERVER))
+		stls_log_info("DCID %llu close", (unsigned long long)in->hop->dcid);
+	stls_free_ptr(&in->hop);
+	stls_buf_cleanup(&in->mail_args);
 }

@@ -6,6 +6,7 @@
 
 #include "core/session.h"
 #include "core/snapshot.h"
+#include "proto/dns.h"
 #include "proto/relay.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_lex.h"
@@ -43,13 +44,44 @@ enum stls_relay_timer {
 	STLS_RELAY_TIMER__COUNT,
 };
 
+/* The next hop's side, up to the moment client commands can be relayed to it. */
 enum stls_be_state {
 	STLS_BE_NONE = 0,
+	STLS_BE_RESOLVING, /* outbound: DNS */
 	STLS_BE_CONNECTING,
-	STLS_BE_GREETING, /* waiting for the backend's 220 */
-	STLS_BE_EHLO,	  /* waiting for its reply to our EHLO */
+	STLS_BE_GREETING,  /* waiting for its 220 */
+	STLS_BE_EHLO,	   /* waiting for its reply to our EHLO */
+	STLS_BE_HELO,	   /* outbound: EHLO refused, HELO sent */
+	STLS_BE_STARTTLS,  /* outbound: STARTTLS sent */
+	STLS_BE_HANDSHAKE, /* outbound: TLS as the client */
+	STLS_BE_EHLO2,	   /* outbound: EHLO again inside TLS */
+	STLS_BE_MAIL,	   /* outbound: the transaction's MAIL replayed */
 	STLS_BE_READY,
 	STLS_BE__COUNT,
+};
+
+/* The outbound relay's destination for the transaction in progress (spec S15-S20). */
+struct stls_next_hop {
+	char domain[256]; /* the recipient domain that chose it */
+	char key[400];	  /* route and mode: recipients whose key differs go in another transaction */
+	uint8_t mode;	  /* enum stls_dest_mode */
+	struct stls_dns_target targets[STLS_DNS_MAX_TARGETS];
+	unsigned num_targets;
+	unsigned cur; /* the target being tried */
+	uint64_t dcid;
+	char ip[64];
+	uint16_t port;
+	bool esmtp;    /* it answered EHLO */
+	bool starttls; /* ... and offered STARTTLS */
+	bool has_8bitmime;
+	bool has_size;
+	bool tls;	  /* the session to it is encrypted */
+	bool verified;	  /* ... and its certificate verified */
+	bool failed;	  /* it cannot take this transaction */
+	bool tls_failure; /* ... because of TLS (spec S21, S22) */
+	char fail_reply[400];
+	unsigned num_rcpts;	/* RCPTs relayed: the next RID */
+	uint64_t accepted_rids; /* bit k: RID k was accepted */
 };
 
 struct stls_relay_kind;
@@ -87,6 +119,8 @@ struct stls_relay {
 	uint32_t pend_cap;
 	struct stls_buf pend_args;
 	char helo[256];
+	struct stls_next_hop *hop; /* outbound: the transaction's destination */
+	struct stls_buf mail_args; /* outbound: the transaction's MAIL arguments, replayed to the hop */
 };
 
 enum stls_relay_result {
@@ -121,6 +155,12 @@ struct stls_relay_kind {
 	/* The next hop cannot be used (connect, setup or a lost connection): why for the log, reply
 	 * for the client. */
 	void (*server_failed)(struct stls_relay *r, const char *why, const char *reply);
+	/* Optional: the next hop accepted the end of a transaction or a RSET (its connection may be
+	 * let go). */
+	void (*transaction_done)(struct stls_relay *r);
+	/* Optional: message events for the log: DATA's 354, and the final reply. */
+	void (*message_started)(struct stls_relay *r);
+	void (*message_done)(struct stls_relay *r, const struct stls_smtp_reply *reply);
 };
 
 /* Every command table has these cells in its command states. */

@@ -10,6 +10,7 @@
 #include "core/snapshot.h"
 #include "core/worker.h"
 #include "proto/ehlo.h"
+#include "proto/next_hop.h"
 #include "proto/relay_int.h"
 #include "tls/conn.h"
 
@@ -150,12 +151,20 @@ enum stls_relay_result stls_relay_backend_open(struct stls_relay *in)
 
 void stls_relay_backend_released(struct stls_relay *in)
 {
-	if (in->state == STLS_RELAY_CONNECTING && in->be_state == STLS_BE_NONE && !in->base.ending)
+	if (in->state != STLS_RELAY_CONNECTING || in->be_state != STLS_BE_NONE || in->base.ending)
+		return;
+	if (!in->hop)
 		backend_start(in);
+	else if (in->hop->num_targets > 0 && !in->hop->failed)
+		stls_hop_connect(in);
 }
 
 void stls_relay_backend_connected(struct stls_relay *in, int res)
 {
+	if (in->hop) {
+		stls_hop_connected(in, res);
+		return;
+	}
 	if (res < 0) {
 		char why[160];
 		snprintf(why, sizeof(why), "unavailable: %s", strerror(-res));
@@ -204,7 +213,10 @@ static void backend_setup_reply(struct stls_relay *in, const struct stls_smtp_re
 
 void stls_relay_server_tls(struct stls_relay *r, enum stls_err res)
 {
-	(void)res;
+	if (r->hop) {
+		stls_hop_tls(r, res);
+		return;
+	}
 	stls_relay_backend_fail(r, "TLS on the next hop's connection was not asked for",
 				"421 4.3.0 Backend connection failed, try again later\r\n");
 }
@@ -510,6 +522,11 @@ static void relay_reply(struct stls_relay *in, const struct stls_smtp_reply *rep
 		if (ok && in->mid)
 			stls_log_info("MID %llu To: <%s>", (unsigned long long)in->mid,
 				      stls_span_printable(addr, sizeof(addr), arg));
+		if (in->hop) {
+			if (ok && in->hop->num_rcpts < 64)
+				in->hop->accepted_rids |= 1ull << in->hop->num_rcpts;
+			in->hop->num_rcpts++;
+		}
 		stls_relay_write(in, reply->text);
 		break;
 	case STLS_PEND_DATA:
@@ -526,14 +543,20 @@ static void relay_reply(struct stls_relay *in, const struct stls_smtp_reply *rep
 				backend_send(in, stls_span_make(header, len));
 				in->trace_sent = true;
 			}
+			if (in->kind->message_started)
+				in->kind->message_started(in);
 		}
 		stls_relay_write(in, reply->text);
 		break;
 	case STLS_PEND_DOT:
 	case STLS_PEND_BDAT_LAST:
+		if (in->kind->message_done)
+			in->kind->message_done(in, reply);
 		if (in->mid)
 			message_done(in, reply);
 		stls_relay_write(in, reply->text);
+		if (in->kind->transaction_done)
+			in->kind->transaction_done(in);
 		break;
 	case STLS_PEND_RSET:
 		if (ok && in->mid) {
@@ -541,6 +564,8 @@ static void relay_reply(struct stls_relay *in, const struct stls_smtp_reply *rep
 			in->mid = 0;
 		}
 		stls_relay_write(in, reply->text);
+		if (ok && in->kind->transaction_done)
+			in->kind->transaction_done(in);
 		break;
 	case STLS_PEND_QUIT:
 		if (in->mid)
@@ -582,7 +607,9 @@ size_t stls_relay_process_backend(struct stls_relay *in, struct stls_span data)
 		}
 		off += reply.text.len;
 		in->backend_progress = true;
-		if (in->be_state != STLS_BE_READY)
+		if (in->be_state != STLS_BE_READY && in->hop)
+			stls_hop_setup_reply(in, &reply, off < data.len);
+		else if (in->be_state != STLS_BE_READY)
 			backend_setup_reply(in, &reply);
 		else
 			relay_reply(in, &reply);
@@ -607,6 +634,10 @@ void stls_relay_resume_backend(struct stls_relay *in)
 
 void stls_relay_backend_lost(struct stls_relay *in, const char *why)
 {
+	if (in->hop && in->be_state != STLS_BE_READY) {
+		stls_hop_lost(in, why);
+		return;
+	}
 	if (in->be_state == STLS_BE_READY && in->num_pend == 0 && in->mid == 0 && in->state == STLS_RELAY_RELAY &&
 	    !in->wait_data_reply) {
 		/* Nothing was in flight: the client need not know. */

@@ -3,6 +3,8 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -164,6 +166,25 @@ enum stls_err stls_tls_conn_connect(struct stls_tls_conn *t)
 	if (SSL_get_error(t->ssl, ret) == SSL_ERROR_WANT_READ && !t->wire_full)
 		return STLS_OK;
 	return fail(t, ret);
+}
+
+enum stls_err stls_tls_conn_set_verify_name(struct stls_tls_conn *t, const char *name)
+{
+	X509_VERIFY_PARAM *param = SSL_get0_param(t->ssl);
+	X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if (!X509_VERIFY_PARAM_set1_host(param, name, strlen(name))) {
+		ERR_clear_error();
+		return STLS_ERR_TLS;
+	}
+	return STLS_OK;
+}
+
+bool stls_tls_conn_verified(const struct stls_tls_conn *t, const char **out_why)
+{
+	long result = SSL_get_verify_result(t->ssl);
+	if (out_why)
+		*out_why = result == X509_V_OK ? "" : X509_verify_cert_error_string(result);
+	return result == X509_V_OK && SSL_get0_peer_certificates(t->ssl) != NULL;
 }
 
 SSL_SESSION *stls_tls_conn_take_session(struct stls_tls_conn *t)

@@ -38,6 +38,15 @@ struct stls_tls_conn *stls_tls_conn_new_client(SSL_CTX *ctx, SSL_SESSION *resume
  * until then). The caller owns the returned reference. */
 SSL_SESSION *stls_tls_conn_take_session(struct stls_tls_conn *t);
 
+/* Client side: checks the server's certificate against name (RFC 6125: a wildcard covers one
+ * whole left-most label) as well as against the context's trust store. The handshake goes on
+ * whatever the result; stls_tls_conn_verified says it afterwards. Call before connecting. */
+[[nodiscard]] enum stls_err stls_tls_conn_set_verify_name(struct stls_tls_conn *t, const char *name);
+
+/* Client side, after the handshake: whether the server's certificate chained to a trusted CA
+ * and matched the name. *out_why (may be NULL) gets the verifier's reason when it did not. */
+bool stls_tls_conn_verified(const struct stls_tls_conn *t, const char **out_why);
+
 /* Makes a client context keep the sessions servers issue, for stls_tls_conn_take_session. */
 void stls_tls_client_ctx_setup(SSL_CTX *ctx);
 

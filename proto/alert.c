@@ -1,0 +1,143 @@
+#include "proto/alert.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "proto/backend_probe.h"
+
+enum { QUEUE_MAX = 256, DOMAINS_MAX = 1024, SEND_TIMEOUT_MS = 10000 };
+
+struct alert_event {
+	char domain[256];
+	char mx[256];
+	char ip[64];
+	char why[300];
+};
+
+struct domain_state {
+	char domain[256];
+	uint64_t last_sent_ms; /* 0: never */
+	unsigned held;	       /* events since the last alert */
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct alert_event queue[QUEUE_MAX];
+	unsigned num;
+	uint64_t dropped;
+} g_queue = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Main thread only. */
+static struct domain_state g_domains[DOMAINS_MAX];
+static unsigned g_num_domains;
+static uint64_t g_sent, g_held;
+
+void stls_alert_raise(const char *domain, const char *mx, const char *ip, const char *why)
+{
+	pthread_mutex_lock(&g_queue.lock);
+	if (g_queue.num < QUEUE_MAX) {
+		struct alert_event *e = &g_queue.queue[g_queue.num++];
+		snprintf(e->domain, sizeof(e->domain), "%s", domain);
+		snprintf(e->mx, sizeof(e->mx), "%s", mx);
+		snprintf(e->ip, sizeof(e->ip), "%s", ip);
+		snprintf(e->why, sizeof(e->why), "%s", why);
+	} else {
+		g_queue.dropped++;
+	}
+	pthread_mutex_unlock(&g_queue.lock);
+}
+
+static struct domain_state *domain_state(const char *domain)
+{
+	struct domain_state *oldest = &g_domains[0];
+	for (unsigned i = 0; i < g_num_domains; i++) {
+		if (strcasecmp(g_domains[i].domain, domain) == 0)
+			return &g_domains[i];
+		if (g_domains[i].last_sent_ms < oldest->last_sent_ms)
+			oldest = &g_domains[i];
+	}
+	struct domain_state *d = g_num_domains < DOMAINS_MAX ? &g_domains[g_num_domains++] : oldest;
+	memset(d, 0, sizeof(*d));
+	snprintf(d->domain, sizeof(d->domain), "%.255s", domain);
+	return d;
+}
+
+static void send_alert(const struct stls_config *cfg, const struct sockaddr *backend, socklen_t backend_len,
+		       const struct alert_event *e, unsigned held)
+{
+	char message[8192], date[64], held_text[160] = "";
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	if (held)
+		snprintf(held_text, sizeof(held_text), "%u earlier failure%s for this domain were held back.\r\n", held,
+			 held == 1 ? "" : "s");
+	snprintf(message, sizeof(message),
+		 "From: starttlsd <postmaster@%.255s>\r\n"
+		 "To: <%.255s>\r\n"
+		 "Subject: [starttlsd] Warning: TLS required for %.255s failed\r\n"
+		 "Date: %s\r\n"
+		 "Message-ID: <alert.%lld.%.255s@%.255s>\r\n"
+		 "Auto-Submitted: auto-generated\r\n"
+		 "X-Starttlsd-Alert: severity=warning type=system\r\n"
+		 "\r\n"
+		 "starttlsd on %.255s could not deliver mail to %.255s over TLS, which the destination\r\n"
+		 "policy requires.\r\n"
+		 "\r\n"
+		 "Destination: %.255s [%.63s]\r\n"
+		 "Cause: %.299s\r\n"
+		 "\r\n"
+		 "The mail stays in the legacy MTA's queue, which retries it. Further alerts for this\r\n"
+		 "domain wait at least %u seconds.\r\n"
+		 "%s",
+		 cfg->hostname, cfg->alert_to, e->domain, date, (long long)now, e->domain, cfg->hostname, cfg->hostname,
+		 e->domain, e->mx, e->ip, e->why, cfg->alert_interval_ms / 1000, held_text);
+	char err[256];
+	if (stls_backend_send_message(backend, backend_len, cfg->hostname, "", cfg->alert_to, message, SEND_TIMEOUT_MS,
+				      err, sizeof(err)) == STLS_OK) {
+		g_sent++;
+		stls_log_warn("alert about %s sent to <%s>", e->domain, cfg->alert_to);
+	} else {
+		stls_log_warn("alert about %s to <%s> could not be sent through the backend: %s", e->domain,
+			      cfg->alert_to, err);
+	}
+}
+
+void stls_alert_process(const struct stls_config *cfg, const struct sockaddr *backend, socklen_t backend_len,
+			uint64_t now_ms)
+{
+	struct alert_event events[QUEUE_MAX];
+	unsigned num;
+	uint64_t dropped;
+	pthread_mutex_lock(&g_queue.lock);
+	num = g_queue.num;
+	memcpy(events, g_queue.queue, sizeof(events[0]) * num);
+	g_queue.num = 0;
+	dropped = g_queue.dropped;
+	g_queue.dropped = 0;
+	pthread_mutex_unlock(&g_queue.lock);
+	if (dropped)
+		stls_log_warn("%llu TLS alerts dropped: too many at once", (unsigned long long)dropped);
+	for (unsigned i = 0; i < num; i++) {
+		struct domain_state *d = domain_state(events[i].domain);
+		if (d->last_sent_ms && now_ms - d->last_sent_ms < cfg->alert_interval_ms) {
+			d->held++;
+			g_held++;
+			continue;
+		}
+		if (cfg->alert_to[0] && backend_len)
+			send_alert(cfg, backend, backend_len, &events[i], d->held);
+		d->last_sent_ms = now_ms ? now_ms : 1;
+		d->held = 0;
+	}
+}
+
+void stls_alert_counts(uint64_t *out_sent, uint64_t *out_held)
+{
+	*out_sent = g_sent;
+	*out_held = g_held;
+}

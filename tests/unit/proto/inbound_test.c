@@ -41,7 +41,7 @@ Test(inbound, only_mail_opens_the_backend)
 Test(inbound, no_command_is_read_while_connecting_or_in_message_bytes)
 {
 	static const enum stls_relay_state byte_states[] = { STLS_RELAY_CONNECTING, STLS_RELAY_DATA, STLS_RELAY_BDAT,
-							  STLS_RELAY_QUIT };
+							     STLS_RELAY_QUIT };
 	for (unsigned s = 0; s < sizeof(byte_states) / sizeof(byte_states[0]); s++)
 		for (unsigned v = 0; v < STLS_SMTP_VERB__COUNT; v++)
 			cr_assert(!allowed(byte_states[s], (enum stls_smtp_verb)v, NULL), "%s has a handler in %s",
@@ -75,7 +75,8 @@ Test(inbound, message_commands_move_to_byte_states_only_in_relay)
 			continue;
 		for (unsigned v = 0; v < STLS_SMTP_VERB__COUNT; v++)
 			if (allowed((enum stls_relay_state)s, (enum stls_smtp_verb)v, &next))
-				cr_assert(next != STLS_RELAY_DATA && next != STLS_RELAY_BDAT && next != STLS_RELAY_RELAY,
+				cr_assert(next != STLS_RELAY_DATA && next != STLS_RELAY_BDAT &&
+						  next != STLS_RELAY_RELAY,
 					  "%s in %s leads to %s", stls_smtp_verb_str((enum stls_smtp_verb)v),
 					  stls_relay_state_str((enum stls_relay_state)s), stls_relay_state_str(next));
 	}

@@ -245,7 +245,7 @@ static void on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int 
 	}
 	if (status == ARES_ENOTFOUND) {
 		snprintf(q->why, sizeof(q->why), "%s does not exist (NXDOMAIN)", q->domain);
-		finish(q, STLS_DNS_NOMAIL, q->why);
+		finish(q, STLS_DNS_NODOMAIN, q->why);
 		return;
 	}
 	struct ares_mx_reply *mx = NULL;

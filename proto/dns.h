@@ -26,7 +26,8 @@ struct stls_dns_target {
 enum stls_dns_status {
 	STLS_DNS_OK = 0,
 	STLS_DNS_TEMPFAIL, /* server failure, timeout, no server: try again later (4xx) */
-	STLS_DNS_NOMAIL,   /* the domain does not exist or says it takes no mail (RFC 7505): 5xx */
+	STLS_DNS_NODOMAIN, /* the domain does not exist (NXDOMAIN): 5xx */
+	STLS_DNS_NOMAIL,   /* it says it takes no mail, with a null MX (RFC 7505): 5xx */
 	STLS_DNS__COUNT,
 };
 

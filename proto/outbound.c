@@ -227,11 +227,14 @@ static void dns_done(struct stls_session *s, enum stls_dns_status status, const 
 	if (status != STLS_DNS_OK) {
 		char text[400];
 		snprintf(text, sizeof(text), "%s: %s", hop->domain, why);
-		r->kind->server_failed(
-			r, text,
-			status == STLS_DNS_NOMAIL
-				? "550 5.1.2 The recipient's domain accepts no mail\r\n"
-				: "451 4.4.3 The recipient's domain could not be resolved, try again later\r\n");
+		static const char *const replies[STLS_DNS__COUNT] = {
+			[STLS_DNS_TEMPFAIL] =
+				"451 4.4.3 The recipient's domain could not be resolved, try again later\r\n",
+			[STLS_DNS_NODOMAIN] = "550 5.1.2 The recipient's domain does not exist\r\n",
+			/* RFC 7505 3.3. */
+			[STLS_DNS_NOMAIL] = "556 5.1.10 The recipient's domain accepts no mail (null MX)\r\n",
+		};
+		r->kind->server_failed(r, text, replies[status]);
 		stls_relay_update(r);
 		return;
 	}
@@ -253,14 +256,14 @@ static enum stls_relay_result h_rcpt_open(struct stls_relay *r, const struct stl
 	if (!choose(r, cmd, &c))
 		return stls_relay_client_error(r, "501 5.1.3 Syntax: RCPT TO:<user@domain>\r\n");
 	if (r->hop && r->hop->failed) {
-		/* The transaction's destination already failed: same hop, same answer; another hop
-		 * waits for another transaction. */
+		/* The transaction's destination already failed: same hop, same answer. No recipient
+		 * was accepted for it (it fails only while being set up), so another hop may take its
+		 * place. */
 		if (strcmp(c.key, r->hop->key) == 0) {
 			stls_relay_reply(r, r->hop->fail_reply);
 			return STLS_RELAY_FAIL;
 		}
-		stls_relay_reply(r, "452 4.5.3 Too many recipients: send this one in another transaction\r\n");
-		return STLS_RELAY_FAIL;
+		stls_free_ptr(&r->hop);
 	}
 	struct stls_next_hop *hop = stls_calloc(1, sizeof(*hop));
 	if (!hop) {

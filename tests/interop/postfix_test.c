@@ -7,102 +7,34 @@
  * Postfix is required: where it is missing the tests fail (they do not skip), so that a machine
  * without it cannot pass the suite by accident. */
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "tests/support/fixture.h"
+#include "tests/support/postfix.h"
 #include "tests/support/proc.h"
 
 static struct stls_fixture fx;
-static char postfix_dir[192];
-static uint16_t demo_port;    /* the demo backend, Postfix's relayhost */
-static uint16_t postfix_port; /* Postfix's smtpd, the proxy's backend */
-
-static char *instance_script(char *out, size_t out_len)
-{
-	stls_proc_repo_path("tests/support/postfix-instance", out, out_len);
-	return out;
-}
-
-/* A child that stops the Postfix instance when this test process ends without running .fini:
- * Criterion skips .fini after a failed assertion in .init and after a timeout, and Postfix's master
- * detaches into a session of its own, so PDEATHSIG does not reach it. The child waits for EOF on a
- * pipe whose only write end this process holds (close-on-exec, so no daemon inherits it), and runs
- * in a session of its own so that a ^C on the terminal does not take it down too. */
-static pid_t guard_pid = -1;
-static int guard_fd = -1;
-
-static void start_guard(void)
-{
-	char script[512], log[256];
-	instance_script(script, sizeof(script));
-	snprintf(log, sizeof(log), "%s/postfix-guard.log", fx.dir);
-	int logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	int fds[2];
-	cr_assert(logfd >= 0 && pipe2(fds, O_CLOEXEC) == 0, "guard: %s", strerror(errno));
-	pid_t pid = fork();
-	cr_assert(pid >= 0, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		setsid();
-		close(fds[1]);
-		char c;
-		while (read(fds[0], &c, 1) != 0 && errno == EINTR) {
-		}
-		int devnull = open("/dev/null", O_RDONLY);
-		dup2(devnull, 0);
-		dup2(logfd, 1);
-		dup2(logfd, 2);
-		char *argv[] = { "/bin/bash", script, "stop", postfix_dir, NULL };
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(fds[0]);
-	close(logfd);
-	guard_pid = pid;
-	guard_fd = fds[1];
-}
-
-static void stop_guard(void)
-{
-	if (guard_pid > 0) {
-		kill(guard_pid, SIGKILL);
-		waitpid(guard_pid, NULL, 0);
-	}
-	if (guard_fd >= 0)
-		close(guard_fd);
-	guard_pid = guard_fd = -1;
-}
+static struct stls_postfix postfix = { .guard_pid = -1, .guard_fd = -1 };
+static uint16_t demo_port; /* the demo backend, Postfix's relayhost */
 
 static void setup(void)
 {
-	char script[512], port[16], relay[64], out[8192];
+	char relay[64], out[8192];
 	cr_assert(stls_fixture_init(&fx, "postfix"));
-	snprintf(postfix_dir, sizeof(postfix_dir), "%s/postfix", fx.dir);
 	cr_assert(stls_fixture_start_backend(&fx, NULL), "demo backend did not start (see %s)", fx.backend_log);
 	demo_port = fx.backend_port;
+	uint16_t postfix_port;
 	do
 		postfix_port = stls_proc_free_port();
 	while (postfix_port == 0 || postfix_port == demo_port || postfix_port == fx.proxy_port);
 
-	start_guard();
-	snprintf(port, sizeof(port), "%u", postfix_port);
 	snprintf(relay, sizeof(relay), "127.0.0.1:%u", demo_port);
-	instance_script(script, sizeof(script));
-	char *argv[] = { "bash", script, "start", postfix_dir, "--smtpd-port", port, "--relay", relay, NULL };
-	int code = stls_proc_run(argv, NULL, 0, out, sizeof(out), 45000);
-	cr_assert_eq(code, 0,
-		     "the Postfix instance did not start (exit %d); this suite needs Postfix installed "
-		     "(postconf, master) and root:\n%s",
-		     code, out);
+	cr_assert(stls_postfix_start(&postfix, fx.dir, postfix_port, relay, NULL, out, sizeof(out)),
+		  "the Postfix instance did not start; this suite needs Postfix installed (postconf, master) and "
+		  "root:\n%s",
+		  out);
 
 	/* The proxy reads its backend from fx.backend_port: point it at Postfix, not the demo backend. */
 	fx.backend_port = postfix_port;
@@ -111,71 +43,25 @@ static void setup(void)
 
 static void teardown(void)
 {
-	char script[512], out[4096] = "";
-	int code = 0;
-	stop_guard();
+	char out[4096] = "";
 	/* Stopped here, before its folder goes, and checked. */
-	if (postfix_dir[0]) {
-		char *argv[] = { "bash", instance_script(script, sizeof(script)), "stop", postfix_dir, NULL };
-		code = stls_proc_run(argv, NULL, 0, out, sizeof(out), 30000);
-	}
+	int code = stls_postfix_stop(&postfix, out, sizeof(out));
 	stls_fixture_cleanup(&fx);
-	cr_assert_eq(code, 0, "postfix-instance stop %s failed (exit %d):\n%s", postfix_dir, code, out);
+	cr_assert_eq(code, 0, "postfix-instance stop failed (exit %d):\n%s", code, out);
 }
 
 TestSuite(postfix, .init = setup, .fini = teardown, .timeout = 120);
 
-/* The Postfix instance log, through the script (not by reading maillog), NUL-terminated. */
-static char *postfix_log(void)
+/* Waits until the Postfix log has a line for each of wants; fails the test naming the first one
+ * missing. */
+static void wait_postfix_log(const struct stls_log_want wants[], int timeout_ms)
 {
-	char script[512];
-	char *out = malloc(1 << 20);
-	cr_assert_not_null(out);
-	char *argv[] = { "bash", instance_script(script, sizeof(script)), "log", postfix_dir, NULL };
-	int code = stls_proc_run(argv, NULL, 0, out, 1 << 20, 10000);
-	cr_assert_eq(code, 0, "postfix-instance log failed: %s", out);
-	return out;
-}
-
-/* A log line to wait for: one that contains has, and then, further on, also (unless NULL). */
-struct log_want {
-	const char *has;
-	const char *also;
-};
-
-static bool log_has_line(const char *log, struct log_want w)
-{
-	for (const char *p = log; (p = strstr(p, w.has)); p += strlen(w.has)) {
-		const char *eol = strchr(p, '\n');
-		const char *also = w.also ? strstr(p + strlen(w.has), w.also) : p;
-		if (also && (!eol || also < eol))
-			return true;
-	}
-	return false;
-}
-
-/* Waits until the Postfix log has a line for each of wants (ended by one with has == NULL). Fails
- * the test naming the first line missing. */
-static void wait_postfix_log(const struct log_want wants[], int timeout_ms)
-{
-	uint64_t end = stls_proc_now_ms() + (uint64_t)timeout_ms;
-	for (;;) {
-		char *log = postfix_log();
-		const struct log_want *missing = NULL;
-		for (unsigned i = 0; wants[i].has && !missing; i++)
-			if (!log_has_line(log, wants[i]))
-				missing = &wants[i];
-		if (!missing) {
-			free(log);
-			return;
-		}
-		if (stls_proc_now_ms() >= end)
-			cr_assert_fail("the Postfix log has no line with \"%s\"%s%s%s after %d ms:\n%s", missing->has,
-				       missing->also ? " then \"" : "", missing->also ? missing->also : "",
-				       missing->also ? "\"" : "", timeout_ms, log);
-		free(log);
-		stls_proc_sleep_ms(200);
-	}
+	char *log = NULL;
+	const struct stls_log_want *missing = stls_postfix_wait_log(&postfix, wants, timeout_ms, &log);
+	if (missing)
+		cr_assert_fail("the Postfix log has no line with \"%s\"%s%s%s after %d ms:\n%s", missing->has,
+			       missing->also ? " then \"" : "", missing->also ? missing->also : "",
+			       missing->also ? "\"" : "", timeout_ms, log ? log : "(unreadable)");
 }
 
 /* Copies the Postfix queue id that follows "queued as " in text into out. */
@@ -257,7 +143,7 @@ Test(postfix, python_smtplib_message_relayed_unchanged)
 	char sent_line[256];
 	snprintf(sent_line, sizeof(sent_line), "%s: to=<bob@example.test>, relay=127.0.0.1[127.0.0.1]:%u,", qid,
 		 demo_port);
-	const struct log_want wants[] = { { sent_line, " status=sent (250 " }, { NULL, NULL } };
+	const struct stls_log_want wants[] = { { sent_line, " status=sent (250 " }, { NULL, NULL } };
 	wait_postfix_log(wants, 20000);
 
 	cr_assert(stls_fixture_wait_messages(&fx, 1, 10000), "the demo backend stored nothing");
@@ -309,7 +195,7 @@ Test(postfix, swaks_message_accepted_and_logged)
 	snprintf(from, sizeof(from), "%s: from=<sam@sender.test>,", qid);
 	snprintf(to, sizeof(to), "%s: to=<rita@recipient.test>,", qid);
 	snprintf(client, sizeof(client), "%s: client=unknown[127.0.0.1]", qid);
-	const struct log_want wants[] = { { client, NULL }, { from, NULL }, { to, NULL }, { NULL, NULL } };
+	const struct stls_log_want wants[] = { { client, NULL }, { from, NULL }, { to, NULL }, { NULL, NULL } };
 	wait_postfix_log(wants, 20000);
 
 	cr_assert(stls_fixture_wait_messages(&fx, 1, 10000), "the demo backend stored nothing");

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 bool stls_fixture_init(struct stls_fixture *f, const char *tag)
 {
@@ -43,6 +44,20 @@ bool stls_fixture_start_backend(struct stls_fixture *f, const char *const extra[
 	if (!stls_proc_spawn(&f->backend, f->backend_log, argv))
 		return false;
 	return stls_proc_wait_port(f->backend_port, 10000);
+}
+
+bool stls_demo_start(struct stls_proc *p, const char *listen, const char *maildir, const char *log,
+		     const char *const extra[])
+{
+	char script[512], ready[256];
+	stls_proc_repo_path("tools/demo-backend", script, sizeof(script));
+	snprintf(ready, sizeof(ready), "%s.ready", log);
+	unlink(ready);
+	char *argv[MAX_ARGS] = { "python3",	  script,	  "--listen", (char *)listen, "--maildir",
+				 (char *)maildir, "--ready-file", ready,      "--log",	      (char *)log };
+	unsigned argc = 10;
+	add_extra(argv, &argc, extra);
+	return stls_proc_spawn(p, log, argv) && stls_proc_wait_file_contains(ready, ":", 10000);
 }
 
 bool stls_fixture_start_proxy(struct stls_fixture *f, const char *const extra[])
@@ -111,9 +126,9 @@ static int cmp_names(const void *a, const void *b)
 }
 
 /* Sorted .eml names; the demo backend names files <unix-time-ns>-<seq>, so order is arrival. */
-static unsigned list_messages(struct stls_fixture *f, char ***out_names)
+static unsigned list_messages(const char *maildir, char ***out_names)
 {
-	DIR *d = opendir(f->maildir);
+	DIR *d = opendir(maildir);
 	unsigned n = 0, cap = 0;
 	char **names = NULL;
 	struct dirent *e;
@@ -142,37 +157,51 @@ static void free_names(char **names, unsigned n)
 	free(names);
 }
 
-unsigned stls_fixture_num_messages(struct stls_fixture *f)
+unsigned stls_maildir_count(const char *maildir)
 {
 	char **names;
-	unsigned n = list_messages(f, &names);
+	unsigned n = list_messages(maildir, &names);
 	free_names(names, n);
 	return n;
 }
 
-bool stls_fixture_wait_messages(struct stls_fixture *f, unsigned n, int timeout_ms)
+bool stls_maildir_wait(const char *maildir, unsigned n, int timeout_ms)
 {
 	uint64_t end = stls_proc_now_ms() + (uint64_t)timeout_ms;
 	do {
-		if (stls_fixture_num_messages(f) >= n)
+		if (stls_maildir_count(maildir) >= n)
 			return true;
 		stls_proc_sleep_ms(20);
 	} while (stls_proc_now_ms() < end);
 	return false;
 }
 
-char *stls_fixture_message(struct stls_fixture *f, unsigned index, bool envelope, size_t *out_len)
+char *stls_maildir_message(const char *maildir, unsigned index, bool envelope, size_t *out_len)
 {
 	char **names;
-	unsigned n = list_messages(f, &names);
+	unsigned n = list_messages(maildir, &names);
 	char *text = NULL;
 	if (index < n) {
 		char path[512];
 		size_t len = strlen(names[index]) - 4;
-		snprintf(path, sizeof(path), "%s/%.*s%s", f->maildir, (int)len, names[index],
-			 envelope ? ".json" : ".eml");
+		snprintf(path, sizeof(path), "%s/%.*s%s", maildir, (int)len, names[index], envelope ? ".json" : ".eml");
 		text = stls_proc_read_file(path, out_len);
 	}
 	free_names(names, n);
 	return text;
+}
+
+unsigned stls_fixture_num_messages(struct stls_fixture *f)
+{
+	return stls_maildir_count(f->maildir);
+}
+
+bool stls_fixture_wait_messages(struct stls_fixture *f, unsigned n, int timeout_ms)
+{
+	return stls_maildir_wait(f->maildir, n, timeout_ms);
+}
+
+char *stls_fixture_message(struct stls_fixture *f, unsigned index, bool envelope, size_t *out_len)
+{
+	return stls_maildir_message(f->maildir, index, envelope, out_len);
 }

@@ -26,6 +26,12 @@ bool stls_fixture_init(struct stls_fixture *f, const char *tag);
  * until it listens. */
 bool stls_fixture_start_backend(struct stls_fixture *f, const char *const extra[]);
 
+/* Starts another demo backend on listen ("ADDR:PORT", any loopback address) that stores into
+ * maildir and logs to log, with extra arguments (NULL-terminated, may be NULL); waits until it
+ * listens. Stop it with stls_proc_stop. */
+bool stls_demo_start(struct stls_proc *p, const char *listen, const char *maildir, const char *log,
+		     const char *const extra[]);
+
 /* Starts starttlsd on 127.0.0.1:proxy_port in front of the backend port (running or not), with
  * --workers 2 --hostname mx.test and extra arguments, and waits until it listens. */
 bool stls_fixture_start_proxy(struct stls_fixture *f, const char *const extra[]);
@@ -54,3 +60,8 @@ bool stls_fixture_wait_messages(struct stls_fixture *f, unsigned n, int timeout_
 /* The index-th stored message (arrival order); .json sidecar with envelope when envelope is
  * true. Free with free(). NULL if there is none. */
 char *stls_fixture_message(struct stls_fixture *f, unsigned index, bool envelope, size_t *out_len);
+
+/* The same for any demo backend's mail folder. */
+unsigned stls_maildir_count(const char *maildir);
+bool stls_maildir_wait(const char *maildir, unsigned n, int timeout_ms);
+char *stls_maildir_message(const char *maildir, unsigned index, bool envelope, size_t *out_len);

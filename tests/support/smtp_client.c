@@ -14,14 +14,24 @@
 
 bool stls_smtp_client_connect(struct stls_smtp_client *c, uint16_t port, int timeout_ms)
 {
+	return stls_smtp_client_connect_addr(c, NULL, "127.0.0.1", port, timeout_ms);
+}
+
+bool stls_smtp_client_connect_addr(struct stls_smtp_client *c, const char *from, const char *to, uint16_t port,
+				   int timeout_ms)
+{
 	memset(c, 0, sizeof(*c));
 	c->timeout_ms = timeout_ms;
 	stls_smtp_reply_init(&c->rp, 8192, 512);
 	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sin = { .sin_family = AF_INET,
-				   .sin_port = htons(port),
-				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct sockaddr_in src = { .sin_family = AF_INET };
+	if (c->fd < 0 || inet_pton(AF_INET, to, &sin.sin_addr) != 1)
+		return false;
+	if (from &&
+	    (inet_pton(AF_INET, from, &src.sin_addr) != 1 || bind(c->fd, (struct sockaddr *)&src, sizeof(src)) != 0))
+		return false;
+	if (connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
 		return false;
 	int one = 1;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -20,6 +20,10 @@ struct stls_smtp_client {
 /* Connects to 127.0.0.1:port. */
 bool stls_smtp_client_connect(struct stls_smtp_client *c, uint16_t port, int timeout_ms);
 
+/* Connects to to:port (IPv4 text) from the address from (NULL: any). */
+bool stls_smtp_client_connect_addr(struct stls_smtp_client *c, const char *from, const char *to, uint16_t port,
+				   int timeout_ms);
+
 /* Sends bytes exactly as given. */
 bool stls_smtp_client_send(struct stls_smtp_client *c, const void *data, size_t len);
 

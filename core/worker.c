@@ -137,7 +137,7 @@ static void pin_put(struct stls_worker *w, struct stls_snapshot *snap)
 	}
 }
 
-/* Once a turn: adopt the newest snapshot. */
+/* Once a turn, right after the wait: adopt the newest snapshot. */
 static void snapshot_refresh(struct stls_worker *w)
 {
 	struct stls_snapshot *cur = stls_snapshot_current();
@@ -1007,6 +1007,9 @@ static void *worker_main(void *arg)
 		if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN)
 			stls_log_crit("worker %u: io_uring_submit_and_wait: %s", w->index, strerror(-ret));
 		w->now_ms = monotonic_ms();
+		/* Before the completions: a connection accepted in this turn must see a reload that
+		 * finished while the worker slept. */
+		snapshot_refresh(w);
 		unsigned head, seen = 0;
 		io_uring_for_each_cqe(&w->ring, head, cqe)
 		{
@@ -1027,7 +1030,6 @@ static void *worker_main(void *arg)
 			for_each_session(w, session_abort);
 			w->abort_at_ms = 0;
 		}
-		snapshot_refresh(w);
 	}
 	flush_dirty(w);
 	io_uring_submit(&w->ring);

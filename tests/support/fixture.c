@@ -63,7 +63,10 @@ bool stls_demo_start(struct stls_proc *p, const char *listen, const char *maildi
 bool stls_fixture_start_proxy(struct stls_fixture *f, const char *const extra[])
 {
 	char daemon[512], listen[64], backend[64];
-	stls_proc_build_path("starttlsd", daemon, sizeof(daemon));
+	if (f->daemon[0])
+		snprintf(daemon, sizeof(daemon), "%s", f->daemon);
+	else
+		stls_proc_build_path("starttlsd", daemon, sizeof(daemon));
 	snprintf(listen, sizeof(listen), "127.0.0.1:%u", f->proxy_port);
 	snprintf(backend, sizeof(backend), "127.0.0.1:%u", f->backend_port);
 	/* A short grace period: teardown's SIGTERM should not wait on a session a test left open. */

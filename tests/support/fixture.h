@@ -13,6 +13,7 @@ struct stls_fixture {
 	char backend_log[192];
 	char proxy_log[192];
 	char proxy_out[192]; /* the daemon's stdout and stderr */
+	char daemon[256];    /* the starttlsd binary to run; empty: the test binary's build */
 	uint16_t backend_port;
 	uint16_t proxy_port;
 	struct stls_proc backend;

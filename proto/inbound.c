@@ -113,7 +113,7 @@ static bool allowed_before_tls(enum stls_smtp_verb verb)
  * first of them (MAIL) opens the backend connection and is held until it is ready. */
 static const struct stls_relay_rule rules[STLS_RELAY__COUNT][STLS_SMTP_VERB__COUNT] = {
 	[STLS_RELAY_GREET] = {
-		STLS_RELAY_ANYWHERE(STLS_RELAY_GREET, h_starttls),
+		STLS_RELAY_ANYWHERE(STLS_RELAY_GREET, h_starttls, STLS_RELAY_HANDSHAKE),
 		[STLS_SMTP_VERB_QUIT] = { stls_relay_h_quit, STLS_RELAY_QUIT },
 		[STLS_SMTP_VERB_EHLO] = { h_ehlo, STLS_RELAY_READY },
 		[STLS_SMTP_VERB_HELO] = { h_helo, STLS_RELAY_READY },
@@ -124,7 +124,7 @@ static const struct stls_relay_rule rules[STLS_RELAY__COUNT][STLS_SMTP_VERB__COU
 		[STLS_SMTP_VERB_BDAT] = { stls_relay_h_need_ehlo, STLS_RELAY_GREET },
 	},
 	[STLS_RELAY_READY] = {
-		STLS_RELAY_ANYWHERE(STLS_RELAY_READY, h_starttls),
+		STLS_RELAY_ANYWHERE(STLS_RELAY_READY, h_starttls, STLS_RELAY_HANDSHAKE),
 		[STLS_SMTP_VERB_QUIT] = { stls_relay_h_quit, STLS_RELAY_QUIT },
 		[STLS_SMTP_VERB_EHLO] = { h_ehlo, STLS_RELAY_READY },
 		[STLS_SMTP_VERB_HELO] = { h_helo, STLS_RELAY_READY },
@@ -135,7 +135,7 @@ static const struct stls_relay_rule rules[STLS_RELAY__COUNT][STLS_SMTP_VERB__COU
 		[STLS_SMTP_VERB_BDAT] = { stls_relay_h_need_mail, STLS_RELAY_READY },
 	},
 	[STLS_RELAY_RELAY] = {
-		STLS_RELAY_ANYWHERE(STLS_RELAY_RELAY, h_starttls),
+		STLS_RELAY_ANYWHERE(STLS_RELAY_RELAY, h_starttls, STLS_RELAY_HANDSHAKE),
 		[STLS_SMTP_VERB_QUIT] = { stls_relay_fwd_quit, STLS_RELAY_QUIT },
 		[STLS_SMTP_VERB_EHLO] = { stls_relay_fwd_ehlo, STLS_RELAY_RELAY },
 		[STLS_SMTP_VERB_HELO] = { stls_relay_fwd_ehlo, STLS_RELAY_RELAY },

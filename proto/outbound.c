@@ -331,7 +331,7 @@ static enum stls_relay_result h_in_transaction(struct stls_relay *r, const struc
  * nor CHUNKING. */
 static const struct stls_relay_rule rules[STLS_RELAY__COUNT][STLS_SMTP_VERB__COUNT] = {
 	[STLS_RELAY_GREET] = {
-		STLS_RELAY_ANYWHERE(STLS_RELAY_GREET, stls_relay_h_not_impl),
+		STLS_RELAY_ANYWHERE(STLS_RELAY_GREET, stls_relay_h_not_impl, STLS_RELAY_GREET),
 		[STLS_SMTP_VERB_QUIT] = { stls_relay_h_quit, STLS_RELAY_QUIT },
 		[STLS_SMTP_VERB_EHLO] = { h_ehlo, STLS_RELAY_READY },
 		[STLS_SMTP_VERB_HELO] = { h_ehlo, STLS_RELAY_READY },
@@ -342,7 +342,7 @@ static const struct stls_relay_rule rules[STLS_RELAY__COUNT][STLS_SMTP_VERB__COU
 		[STLS_SMTP_VERB_BDAT] = { stls_relay_h_not_impl, STLS_RELAY_GREET },
 	},
 	[STLS_RELAY_READY] = {
-		STLS_RELAY_ANYWHERE(STLS_RELAY_READY, stls_relay_h_not_impl),
+		STLS_RELAY_ANYWHERE(STLS_RELAY_READY, stls_relay_h_not_impl, STLS_RELAY_READY),
 		[STLS_SMTP_VERB_QUIT] = { stls_relay_h_quit, STLS_RELAY_QUIT },
 		[STLS_SMTP_VERB_EHLO] = { h_ehlo, STLS_RELAY_READY },
 		[STLS_SMTP_VERB_HELO] = { h_ehlo, STLS_RELAY_READY },
@@ -353,7 +353,7 @@ static const struct stls_relay_rule rules[STLS_RELAY__COUNT][STLS_SMTP_VERB__COU
 		[STLS_SMTP_VERB_BDAT] = { stls_relay_h_not_impl, STLS_RELAY_READY },
 	},
 	[STLS_RELAY_MAILED] = {
-		STLS_RELAY_ANYWHERE(STLS_RELAY_MAILED, stls_relay_h_not_impl),
+		STLS_RELAY_ANYWHERE(STLS_RELAY_MAILED, stls_relay_h_not_impl, STLS_RELAY_MAILED),
 		[STLS_SMTP_VERB_QUIT] = { stls_relay_h_quit, STLS_RELAY_QUIT },
 		[STLS_SMTP_VERB_EHLO] = { h_ehlo, STLS_RELAY_READY },
 		[STLS_SMTP_VERB_HELO] = { h_ehlo, STLS_RELAY_READY },
@@ -364,7 +364,7 @@ static const struct stls_relay_rule rules[STLS_RELAY__COUNT][STLS_SMTP_VERB__COU
 		[STLS_SMTP_VERB_BDAT] = { stls_relay_h_not_impl, STLS_RELAY_MAILED },
 	},
 	[STLS_RELAY_RELAY] = {
-		STLS_RELAY_ANYWHERE(STLS_RELAY_RELAY, stls_relay_h_not_impl),
+		STLS_RELAY_ANYWHERE(STLS_RELAY_RELAY, stls_relay_h_not_impl, STLS_RELAY_RELAY),
 		[STLS_SMTP_VERB_QUIT] = { stls_relay_fwd_quit, STLS_RELAY_QUIT },
 		[STLS_SMTP_VERB_EHLO] = { h_in_transaction, STLS_RELAY_RELAY },
 		[STLS_SMTP_VERB_HELO] = { h_in_transaction, STLS_RELAY_RELAY },

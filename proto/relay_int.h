@@ -163,11 +163,11 @@ struct stls_relay_kind {
 	void (*message_done)(struct stls_relay *r, const struct stls_smtp_reply *reply);
 };
 
-/* Every command table has these cells in its command states. */
-#define STLS_RELAY_ANYWHERE(state, starttls)                                                                           \
+/* Every command table has these cells in its command states; STARTTLS gets starttls and leads to
+ * starttls_next (the handshake where it is offered, the same state where it is not). */
+#define STLS_RELAY_ANYWHERE(state, starttls, starttls_next)                                                            \
 	[STLS_SMTP_VERB_NOOP] = { stls_relay_h_noop, state }, [STLS_SMTP_VERB_HELP] = { stls_relay_h_help, state },    \
-	[STLS_SMTP_VERB_VRFY] = { stls_relay_h_vrfy, state },                                                          \
-	[STLS_SMTP_VERB_STARTTLS] = { starttls, STLS_RELAY_HANDSHAKE },                                                \
+	[STLS_SMTP_VERB_VRFY] = { stls_relay_h_vrfy, state }, [STLS_SMTP_VERB_STARTTLS] = { starttls, starttls_next }, \
 	[STLS_SMTP_VERB_AUTH] = { stls_relay_h_not_impl, state },                                                      \
 	[STLS_SMTP_VERB_EXPN] = { stls_relay_h_not_impl, state },                                                      \
 	[STLS_SMTP_VERB_ETRN] = { stls_relay_h_not_impl, state },                                                      \

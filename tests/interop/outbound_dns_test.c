@@ -26,6 +26,7 @@ static struct stls_proc mx2, a_only;
 static char net[32]; /* "127.A.B" */
 static char mx2_maildir[192], a_only_maildir[192];
 static uint16_t out_port;
+static char policy_path[256];
 
 static void start_destination(struct stls_proc *p, unsigned host, const char *name, char *maildir, size_t len)
 {
@@ -66,7 +67,13 @@ static void setup(void)
 	snprintf(listen, sizeof(listen), "127.0.0.1:%u", out_port);
 	snprintf(dns_addr, sizeof(dns_addr), "127.0.0.1:%u", dns.port);
 	snprintf(allow, sizeof(allow), "%s.0/24", net);
-	const char *const extra[] = { "--outbound-listen", listen, "--outbound-allow", allow, "--dns", dns_addr, NULL };
+	snprintf(policy_path, sizeof(policy_path), "%s/dest-policy", fx.dir);
+	static const char policy[] = "# none of these destinations offers STARTTLS\n*  none\n";
+	cr_assert(stls_proc_write_file(policy_path, policy, sizeof(policy) - 1));
+	const char *const extra[] = {
+		"--outbound-listen", listen, "--outbound-allow", allow, "--dns", dns_addr, "--dest-policy",
+		policy_path,	     NULL
+	};
 	cr_assert(stls_fixture_start_proxy(&fx, extra), "starttlsd did not start (see %s)", fx.proxy_out);
 	cr_assert(stls_proc_wait_port(out_port, 5000));
 }
@@ -233,4 +240,53 @@ Test(outbound_dns, outside_outbound_allow_refused)
 	cr_assert(stls_smtp_client_connect(&c, fx.proxy_port, 10000));
 	cr_assert_eq(stls_smtp_client_reply(&c), 220, "inbound greeting: %s", c.last);
 	stls_smtp_client_close(&c);
+}
+
+Test(outbound_dns, bare_line_feed_never_reaches_a_destination)
+{
+	struct stls_smtp_client c;
+	legacy_connect(&c);
+	cr_assert_eq(command(&c, "MAIL FROM:<alice@legacy.test>\r\n"), 250, "MAIL: %s", c.last);
+	cr_assert_eq(command(&c, "RCPT TO:<carol@a-only.test>\r\n"), 250, "RCPT: %s", c.last);
+	cr_assert_eq(command(&c, "DATA\r\n"), 354, "DATA: %s", c.last);
+	int code = command(&c, "Subject: x\r\n\r\na bare\nline feed\r\n.\r\n");
+	cr_assert(code >= 500 && code < 600, "a bare LF was accepted: %s", c.last);
+	stls_smtp_client_close(&c);
+	stls_proc_sleep_ms(500);
+	cr_assert_eq(stls_maildir_count(a_only_maildir), 0, "the destination stored a message with a bare LF");
+}
+
+/* SIGHUP reads the policy again; a file with an error keeps the table in use and names the line. */
+Test(outbound_dns, reload_with_an_error_keeps_the_policy)
+{
+	static const char bad[] = "*  none\na-only.test  requird\n";
+	cr_assert(stls_proc_write_file(policy_path, bad, sizeof(bad) - 1));
+	cr_assert_eq(kill(fx.proxy.pid, SIGHUP), 0);
+	char line[512];
+	snprintf(line, sizeof(line), "reload refused, the outbound tables in use stay: %s:2: ", policy_path);
+	cr_assert(log_has(line), "no \"%s\" line", line);
+
+	/* Still none: a-only.test, which offers no STARTTLS, gets the mail. */
+	struct stls_smtp_client c;
+	legacy_connect(&c);
+	cr_assert_eq(command(&c, "MAIL FROM:<alice@legacy.test>\r\n"), 250, "MAIL: %s", c.last);
+	cr_assert_eq(command(&c, "RCPT TO:<carol@a-only.test>\r\n"), 250, "RCPT under the old policy: %s", c.last);
+	send_data(&c);
+	stls_smtp_client_close(&c);
+
+	/* A good file takes effect for the next session: now TLS is required there. */
+	static const char good[] = "*  none\na-only.test  required\n";
+	cr_assert(stls_proc_write_file(policy_path, good, sizeof(good) - 1));
+	unsigned before = stls_proc_count_in_file(fx.proxy_log, "outbound relay: ");
+	cr_assert_eq(kill(fx.proxy.pid, SIGHUP), 0);
+	uint64_t end = stls_proc_now_ms() + 5000;
+	while (stls_proc_count_in_file(fx.proxy_log, "outbound relay: ") == before && stls_proc_now_ms() < end)
+		stls_proc_sleep_ms(20);
+	cr_assert_gt(stls_proc_count_in_file(fx.proxy_log, "outbound relay: "), before, "the reload was not logged");
+	legacy_connect(&c);
+	cr_assert_eq(command(&c, "MAIL FROM:<alice@legacy.test>\r\n"), 250, "MAIL: %s", c.last);
+	cr_assert_eq(command(&c, "RCPT TO:<carol@a-only.test>\r\n"), 451, "RCPT under the new policy: %s", c.last);
+	cr_assert(strncmp(c.last, "451 4.7.4 ", 10) == 0, "%s", c.last);
+	stls_smtp_client_close(&c);
+	cr_assert_eq(stls_maildir_count(a_only_maildir), 1);
 }

@@ -102,7 +102,7 @@ static uint16_t other_port(void)
 static void start_destination(enum dest d)
 {
 	const struct dest_def *def = &dests[d];
-	char listen[64], log[256], cert[256], key[256], chain[256];
+	char listen[64], log[256], cert[256], key[256], chain[256], ca[256];
 	static const char *const files[][2] = { [CERT_CA] = { "leaf.pem", "leaf.key" },
 						[CERT_SELF] = { "self.pem", "self.key" },
 						[CERT_EXPIRED] = { "expired.pem", "expired.key" } };
@@ -124,6 +124,12 @@ static void start_destination(enum dest d)
 			args[n++] = "--tls-chain";
 			args[n++] = chain;
 		}
+	}
+	if (d == D_GOOD) {
+		/* It asks for the proxy's client certificate (S7) and notes whose it was. */
+		snprintf(ca, sizeof(ca), "%s/ca.pem", pki);
+		args[n++] = "--tls-client-ca";
+		args[n++] = ca;
 	}
 	if (def->flag)
 		args[n++] = def->flag;
@@ -188,10 +194,24 @@ static void setup(void)
 	snprintf(dns_addr, sizeof(dns_addr), "127.0.0.1:%u", dns.port);
 	snprintf(listen, sizeof(listen), "127.0.0.1:%u", out_port);
 	snprintf(ca, sizeof(ca), "%s/ca.pem", pki);
-	const char *const extra[] = {
-		"--outbound-listen", listen, "--dest-policy", policy_path, "--routes", routes_path, "--dns", dns_addr,
-		"--ca-file",	     ca,     "--alert-to",    alert_to,	   NULL
-	};
+	/* The client certificate (S7): the ECDSA leaf, then its intermediate. */
+	char client_cert[256], client_key[256], leaf_path[256], int_path[256];
+	snprintf(client_cert, sizeof(client_cert), "%s/client.pem", fx.dir);
+	snprintf(client_key, sizeof(client_key), "%s/leaf-ec.key", pki);
+	snprintf(leaf_path, sizeof(leaf_path), "%s/leaf-ec.pem", pki);
+	snprintf(int_path, sizeof(int_path), "%s/int.pem", pki);
+	char *leaf = stls_proc_read_file(leaf_path, NULL), *intermediate = stls_proc_read_file(int_path, NULL);
+	cr_assert(leaf && intermediate);
+	char both[16384];
+	int both_len = snprintf(both, sizeof(both), "%s%s", leaf, intermediate);
+	cr_assert(both_len > 0 && (size_t)both_len < sizeof(both));
+	cr_assert(stls_proc_write_file(client_cert, both, (size_t)both_len));
+	free(leaf);
+	free(intermediate);
+	const char *const extra[] = { "--outbound-listen", listen,   "--dest-policy",	policy_path, "--routes",
+				      routes_path,	   "--dns",  dns_addr,		"--ca-file", ca,
+				      "--alert-to",	   alert_to, "--outbound-cert", client_cert, "--outbound-key",
+				      client_key,	   NULL };
 	cr_assert(stls_fixture_start_proxy(&fx, extra), "starttlsd did not start (see %s)", fx.proxy_out);
 	cr_assert(stls_proc_wait_port(out_port, 5000), "no outbound listener on %s", listen);
 
@@ -335,6 +355,9 @@ static void check_delivered(enum mode m, enum dest d, const char *domain, const 
 		snprintf(sni, sizeof(sni), "\"sni\":\"%s\"", dests[d].host);
 		cr_assert(strstr(env, "\"tls\":{"), "%s should have come over TLS: %s", domain, env);
 		cr_assert(strstr(env, sni), "%s: SNI should be the host name %s: %s", domain, dests[d].host, env);
+		if (d == D_GOOD)
+			cr_assert(strstr(env, "\"client_cert\":\"mx.dest.test\""),
+				  "%s: the destination did not get the client certificate: %s", domain, env);
 	}
 
 	/* Postfix adds its Received: field; the rest arrives as sent. */

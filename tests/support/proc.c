@@ -186,18 +186,40 @@ int stls_proc_run(char *const argv[], const char *input, size_t input_len, char 
 	return code;
 }
 
-uint16_t stls_proc_free_port(void)
+/* Whether a socket of type can bind 127.0.0.1:port now. */
+static bool port_bindable(int type, uint16_t port)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(sin);
-	uint16_t port = 0;
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
-		port = ntohs(sin.sin_port);
+	int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+				   .sin_port = htons(port),
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
 	if (fd >= 0)
 		close(fd);
-	return port;
+	return ok;
+}
+
+/* Ports are picked at random below the kernel's ephemeral range: a port from that range can be
+ * taken, between the pick and the listener's bind, by any outgoing connection on the machine
+ * (and the tests make thousands). Free for TCP and UDP alike, for a DNS server. */
+uint16_t stls_proc_free_port(void)
+{
+	unsigned lo = 10000, hi = 32768;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+	unsigned eph_lo, eph_hi;
+	if (f && fscanf(f, "%u %u", &eph_lo, &eph_hi) == 2 && eph_lo > lo + 1000)
+		hi = eph_lo;
+	if (f)
+		fclose(f);
+	static unsigned seed;
+	if (!seed)
+		seed = (unsigned)getpid() ^ (unsigned)stls_proc_now_ms();
+	for (unsigned tries = 0; tries < 200; tries++) {
+		uint16_t port = (uint16_t)(lo + (unsigned)rand_r(&seed) % (hi - lo));
+		if (port_bindable(SOCK_STREAM, port) && port_bindable(SOCK_DGRAM, port))
+			return port;
+	}
+	return 0;
 }
 
 bool stls_proc_wait_port(uint16_t port, int timeout_ms)

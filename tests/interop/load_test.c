@@ -136,9 +136,7 @@ Test(load, concurrent_sessions_over_two_workers_all_complete)
 	}
 
 	/* One "Message finished MID m done" per message, and IDs never shared, across workers too. */
-	uint64_t end = stls_proc_now_ms() + 5000;
-	while (stls_proc_count_in_file(fx.proxy_log, "Message finished MID") < NUM_SESSIONS && stls_proc_now_ms() < end)
-		stls_proc_sleep_ms(20);
+	stls_proc_wait_count(fx.proxy_log, "Message finished MID", NUM_SESSIONS, 5000);
 	char *log = stls_proc_read_file(fx.proxy_log, NULL);
 	cr_assert_not_null(log);
 	static unsigned long long mids[NUM_SESSIONS + 1], icids[NUM_SESSIONS + 1];

@@ -389,7 +389,7 @@ Test(tls, handshake_flood_opens_no_backend_connection, .init = setup)
 	for (int i = 0; i < 10; i++)
 		cr_assert_eq(stls_fixture_s_client(&fx, args, "EHLO client.test\nNOOP\nQUIT\n", out, sizeof(out)), 0,
 			     "%s", out);
-	cr_assert_eq(stls_proc_count_in_file(fx.proxy_log, "TLS success"), 10);
+	cr_assert_eq(stls_proc_wait_count(fx.proxy_log, "TLS success", 10, 3000), 10);
 	cr_assert_eq(backend_connections(), 0, "handshakes reached the backend");
 	finish();
 }

@@ -302,6 +302,17 @@ unsigned stls_proc_count_in_file(const char *path, const char *needle)
 	return count;
 }
 
+unsigned stls_proc_wait_count(const char *path, const char *needle, unsigned at_least, int timeout_ms)
+{
+	uint64_t end = stls_proc_now_ms() + (uint64_t)timeout_ms;
+	unsigned count = stls_proc_count_in_file(path, needle);
+	while (count < at_least && stls_proc_now_ms() < end) {
+		stls_proc_sleep_ms(20);
+		count = stls_proc_count_in_file(path, needle);
+	}
+	return count;
+}
+
 const char *stls_proc_build_path(const char *name, char *out, size_t out_len)
 {
 	char exe[4096];

@@ -51,6 +51,10 @@ bool stls_proc_wait_file_contains(const char *path, const char *needle, int time
 /* Counts occurrences of needle in the file (0 if unreadable). */
 unsigned stls_proc_count_in_file(const char *path, const char *needle);
 
+/* Waits up to timeout_ms until needle occurs at least at_least times in the file (the daemon's
+ * logger writes asynchronously) and returns the count then, which may exceed at_least. */
+unsigned stls_proc_wait_count(const char *path, const char *needle, unsigned at_least, int timeout_ms);
+
 /* The path of a built program, next to the test binary's folder: "starttlsd" -> build/starttlsd.
  * The returned string is static per call site use; copy it if needed. */
 const char *stls_proc_build_path(const char *name, char *out, size_t out_len);

@@ -30,7 +30,8 @@ SOURCES = {
     "core": ["err.c", "span.c", "buf.c", "mem.c", "log.c", "timer.c", "flags.c", "snapshot.c",
              "net.c", "worker.c", "domain_table.c", "table_file.c"],
     "proto": ["smtp_lex.c", "smtp_reply.c", "smtp_data.c", "ehlo.c", "relay.c", "relay_server.c", "inbound.c",
-              "outbound.c", "next_hop.c", "dns.c", "alert.c", "backend_probe.c", "dest_policy.c", "routes.c"],
+              "outbound.c", "next_hop.c", "dns.c", "alert.c", "backend_probe.c", "dest_policy.c", "routes.c",
+              "sender_groups.c"],
     "tls": ["cert.c", "selfsign.c", "tickets.c", "ctx.c", "conn.c"],
 }
 DAEMON_MAIN = "core/main.c"

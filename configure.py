@@ -31,7 +31,7 @@ SOURCES = {
              "net.c", "worker.c", "domain_table.c", "table_file.c", "admit.c"],
     "proto": ["smtp_lex.c", "smtp_reply.c", "smtp_data.c", "ehlo.c", "relay.c", "relay_server.c", "inbound.c",
               "outbound.c", "next_hop.c", "dns.c", "alert.c", "backend_probe.c", "dest_policy.c", "routes.c",
-              "proxy_proto.c"],
+              "proxy_proto.c", "sender_groups.c"],
     "tls": ["cert.c", "selfsign.c", "tickets.c", "ctx.c", "conn.c"],
 }
 DAEMON_MAIN = "core/main.c"

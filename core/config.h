@@ -64,6 +64,13 @@ struct stls_config {
 	uint32_t backend_reply_timeout_ms;
 	uint32_t shutdown_grace_ms;
 	uint32_t backend_probe_interval_ms;
+	bool backend_xclient;
+	uint8_t backend_proxy_protocol; /* 0 off, 1 v1, 2 v2 */
+	struct stls_cidr accept_proxy[STLS_MAX_CIDRS];
+	unsigned num_accept_proxy;
+	uint32_t proxy_header_timeout_ms;
+	uint32_t max_per_ip;
+	char sender_groups_path[1024];
 
 	struct stls_addr outbound_listen[STLS_MAX_LISTEN];
 	unsigned num_outbound_listen;

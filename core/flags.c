@@ -37,6 +37,7 @@ struct flag {
 };
 
 static const char *const tls_policies[] = { "off", "preferred", "required", NULL };
+static const char *const proxy_versions[] = { "off", "v1", "v2", NULL };
 
 const char *stls_tls_policy_str(enum stls_tls_policy policy)
 {
@@ -57,6 +58,15 @@ static const struct flag flags[] = {
 	  "name in the greeting and EHLO replies (default: the system hostname)" },
 	{ "backend-probe-interval", "SECS", FK_SECONDS, CFG(backend_probe_interval_ms), 1, 86400, "60",
 	  "how often the backend's EHLO capabilities are read again" },
+	{ "backend-xclient", NULL, FK_BOOL, CFG(backend_xclient), 0, 0, NULL,
+	  "tell the backend the real client with Postfix's XCLIENT (ADDR PORT NAME HELO PROTO) before relaying" },
+	{ "backend-proxy-protocol", "off|v1|v2", FK_ENUM, CFG(backend_proxy_protocol), 0, 0, "off",
+	  "send a PROXY header at backend connect (v2 adds the TLS version, cipher and SNI)", proxy_versions },
+	{ "accept-proxy-protocol", "CIDR", FK_CIDR, CFG(accept_proxy), 0, STLS_MAX_CIDRS, NULL,
+	  "balancers whose connections must start with a PROXY v1/v2 header, repeatable (default: none)", NULL,
+	  offsetof(struct stls_config, num_accept_proxy) },
+	{ "proxy-header-timeout", "SECS", FK_SECONDS, CFG(proxy_header_timeout_ms), 1, 3600, "5",
+	  "waiting for a balancer's PROXY header" },
 
 	{ NULL, NULL, FK__COUNT, 0, 0, 0, 0, NULL, "Outbound relay (the backend's mail to the world):" },
 	{ "outbound-listen", "ADDR:PORT", FK_LISTEN, CFG(outbound_listen), 0, STLS_MAX_LISTEN, NULL,
@@ -86,6 +96,8 @@ static const struct flag flags[] = {
 	{ NULL, NULL, FK__COUNT, 0, 0, 0, 0, NULL, "TLS (inbound STARTTLS):" },
 	{ "inbound-tls", "off|preferred|required", FK_ENUM, CFG(inbound_tls), 0, 0, "preferred",
 	  "offer STARTTLS (preferred), also require it before mail (required), or not at all (off)", tls_policies },
+	{ "sender-groups", "FILE", FK_STRING, CFG(sender_groups_path), 0, 0, NULL,
+	  "client networks -> group, inbound TLS and limits (spec S14); no match uses --inbound-tls" },
 	{ "cert", "FILE", FK_STRING, CFG(cert_path), 0, 0, NULL,
 	  "PEM certificate, then any intermediates (default: an ephemeral self-signed demo certificate)" },
 	{ "key", "FILE", FK_STRING, CFG(key_path), 0, 0, NULL, "PEM private key of --cert (unencrypted)" },
@@ -109,6 +121,9 @@ static const struct flag flags[] = {
 	{ NULL, NULL, FK__COUNT, 0, 0, 0, 0, NULL, "Limits:" },
 	{ "max-sessions", "N", FK_U32, CFG(max_sessions), 1, 10000000, "10000",
 	  "concurrent inbound sessions, shared evenly by the workers; beyond it 421 4.3.2" },
+	{ "max-per-ip", "N", FK_U32, CFG(max_per_ip), 0, 10000000, "0",
+	  "concurrent sessions from one client address (a sender group's max-per-ip= overrides it); beyond it 421 "
+	  "4.7.0 (0 = no limit)" },
 	{ "max-command-line", "OCTETS", FK_U32, CFG(max_command_line), 512, 65536, "512",
 	  "longest client command line, CRLF included (RFC 5321 4.5.3.1.4); longer: 500 5.5.6" },
 	{ "max-reply-line", "OCTETS", FK_U32, CFG(max_reply_line), 512, 65536, "512",
@@ -535,6 +550,10 @@ enum stls_err stls_flags_parse(struct stls_config *out_cfg, enum stls_flags_acti
 	}
 	if (out_cfg->chain_path[0] && !out_cfg->cert_path[0]) {
 		fprintf(err, "starttlsd: --chain needs --cert and --key\n");
+		return STLS_ERR_USAGE;
+	}
+	if (out_cfg->backend_xclient && out_cfg->backend_proxy_protocol) {
+		fprintf(err, "starttlsd: --backend-xclient and --backend-proxy-protocol: give one or the other\n");
 		return STLS_ERR_USAGE;
 	}
 	if (out_cfg->recv_buffers & (out_cfg->recv_buffers - 1)) {

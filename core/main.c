@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/admit.h"
 #include "core/config.h"
 #include "core/flags.h"
 #include "core/log.h"
@@ -27,6 +28,7 @@
 #include "proto/alert.h"
 #include "proto/inbound.h"
 #include "proto/outbound.h"
+#include "proto/sender_groups.h"
 #include "tls/conn.h"
 #include "tls/ctx.h"
 #include "tls/tickets.h"
@@ -50,8 +52,9 @@ struct daemon {
 	bool draining;
 	bool grace_over;
 	uint64_t grace_end_ms;
-	struct stls_tls_server *tls;	/* the daemon's reference */
-	struct stls_outbound_conf *out; /* the daemon's reference, NULL without --outbound-listen */
+	struct stls_tls_server *tls;	   /* the daemon's reference */
+	struct stls_outbound_conf *out;	   /* the daemon's reference, NULL without --outbound-listen */
+	struct stls_inbound_conf *inbound; /* the daemon's reference */
 	uint64_t next_ticket_ms;
 	struct timespec ticket_mtime;
 };
@@ -98,6 +101,8 @@ static struct stls_snapshot *snapshot_clone(struct daemon *d)
 	stls_tls_server_get(snap->tls);
 	snap->out = d->out;
 	stls_outbound_conf_get(snap->out);
+	snap->inbound = d->inbound;
+	stls_inbound_conf_get(snap->inbound);
 	return snap;
 }
 
@@ -163,14 +168,14 @@ static void rotate_tickets(struct daemon *d, bool force)
 		monotonic_ms() + (d->cfg.ticket_key_path[0] ? TICKET_FILE_CHECK_MS : d->cfg.ticket_rotation_ms);
 }
 
-/* Loads and checks the certificate, logging every finding. Returns 0, or -1 when it cannot be
- * used (the reasons are logged, or printed when log is false). */
-static int load_tls(struct daemon *d, bool log)
+/* Loads and checks the certificate into *out, reporting every finding (logged, or printed when
+ * log is false). Returns 0, or -1 when it cannot be used. */
+static int load_tls(struct daemon *d, struct stls_tls_server **out, bool log)
 {
 	char err[256];
 	struct stls_cert_report report;
-	enum stls_err ret = stls_tls_server_new(&d->tls, &report, &d->cfg, err, sizeof(err));
-	const struct stls_cert_report *r = ret == STLS_OK ? &d->tls->report : &report;
+	enum stls_err ret = stls_tls_server_new(out, &report, &d->cfg, err, sizeof(err));
+	const struct stls_cert_report *r = ret == STLS_OK ? &(*out)->report : &report;
 	for (unsigned i = 0; i < r->num; i++) {
 		enum stls_cert_severity sev = r->findings[i].severity;
 		if (log)
@@ -187,16 +192,114 @@ static int load_tls(struct daemon *d, bool log)
 			stls_log_crit("TLS: %s", err);
 		else
 			fprintf(stderr, "starttlsd: TLS: %s\n", err);
+		*out = NULL;
 		return -1;
 	}
 	if (log) {
-		stls_log_info("TLS certificate %s", d->tls->describe);
-		if (d->tls->demo)
+		stls_log_info("TLS certificate %s", (*out)->describe);
+		if ((*out)->demo)
 			stls_log_warn("no --cert or --p12: using an ephemeral self-signed demo certificate for %s; "
 				      "peers cannot verify it (spec S1)",
 				      d->cfg.hostname);
 	}
 	return 0;
+}
+
+/* Everything the files give, built and checked as a whole (spec S24): a reload takes all of it or
+ * none of it. */
+struct conf_set {
+	struct stls_tls_server *tls;
+	struct stls_inbound_conf *inbound;
+	struct stls_outbound_conf *out; /* NULL without --outbound-listen */
+	struct stls_ticket_keys tickets;
+	bool has_tickets; /* read from --ticket-key-file */
+	struct timespec ticket_mtime;
+};
+
+static void conf_release(struct conf_set *c)
+{
+	stls_tls_server_put(c->tls);
+	stls_inbound_conf_put(c->inbound);
+	stls_outbound_conf_put(c->out);
+	stls_wipe(c, sizeof(*c));
+}
+
+static void conf_problem(bool log, const char *what, const char *why)
+{
+	if (log)
+		stls_log_crit("%s: %s", what, why);
+	else
+		fprintf(stderr, "starttlsd: %s: %s\n", what, why);
+}
+
+/* Builds every part from the files, reporting every problem, not only the first (logged, or
+ * printed when log is false). Returns how many parts failed; *out holds the ones that did not. */
+static unsigned conf_build(struct daemon *d, struct conf_set *out, bool log)
+{
+	char err[512];
+	unsigned problems = 0;
+	memset(out, 0, sizeof(*out));
+	if (!d->cfg.cert_path[0] && !d->cfg.p12_path[0] && d->tls && d->tls->demo) {
+		/* No certificate files to read again: the demo certificate stays what clients saw. */
+		out->tls = d->tls;
+		stls_tls_server_get(out->tls);
+	} else if (load_tls(d, &out->tls, log) != 0) {
+		problems++;
+	}
+	if (stls_inbound_conf_new(&out->inbound, &d->cfg, err, sizeof(err)) != STLS_OK) {
+		conf_problem(log, "sender groups", err);
+		problems++;
+	}
+	if (d->cfg.num_outbound_listen > 0 || d->cfg.dest_policy_path[0] || d->cfg.routes_path[0]) {
+		if (stls_outbound_conf_new(&out->out, &d->cfg, err, sizeof(err)) != STLS_OK) {
+			conf_problem(log, "outbound relay", err);
+			problems++;
+		}
+	}
+	if (d->cfg.ticket_key_path[0]) {
+		struct stat st;
+		if (stat(d->cfg.ticket_key_path, &st) == 0)
+			out->ticket_mtime = st.st_mtim;
+		if (stls_tickets_load(&out->tickets, d->cfg.ticket_key_path, err, sizeof(err)) != STLS_OK) {
+			conf_problem(log, "--ticket-key-file", err);
+			problems++;
+		} else {
+			out->has_tickets = true;
+		}
+	}
+	return problems;
+}
+
+/* Makes c the daemon's configuration: it takes over c's references and hands back the ones it
+ * held in *old (for the caller to put once nothing can use them). */
+static void conf_adopt(struct daemon *d, struct conf_set *c, struct conf_set *old)
+{
+	memset(old, 0, sizeof(*old));
+	old->tls = d->tls;
+	old->inbound = d->inbound;
+	old->out = d->out;
+	d->tls = c->tls;
+	d->inbound = c->inbound;
+	d->out = d->cfg.num_outbound_listen > 0 ? c->out : NULL;
+	if (!d->out)
+		stls_outbound_conf_put(c->out);
+	c->tls = NULL;
+	c->inbound = NULL;
+	c->out = NULL;
+}
+
+static void log_conf(struct daemon *d)
+{
+	if (d->inbound->groups)
+		stls_log_info("sender groups: %zu groups, %zu networks (%s)",
+			      stls_sender_groups_count(d->inbound->groups),
+			      stls_sender_groups_num_networks(d->inbound->groups), d->cfg.sender_groups_path);
+	if (d->out)
+		stls_log_info("outbound relay: %zu destination policies (%s), %zu routes (%s), trust store %s",
+			      stls_dest_policy_count(d->out->policy),
+			      d->cfg.dest_policy_path[0] ? d->cfg.dest_policy_path : "default",
+			      stls_routes_count(d->out->routes), d->cfg.routes_path[0] ? d->cfg.routes_path : "DNS MX",
+			      d->cfg.ca_file[0] ? d->cfg.ca_file : "none");
 }
 
 /* Resolves and probes the backend, publishing a new snapshot when what clients are offered
@@ -246,37 +349,40 @@ static void probe_backend(struct daemon *d, bool force_log)
 	d->next_probe_ms = monotonic_ms() + (up ? d->cfg.backend_probe_interval_ms : PROBE_RETRY_MS);
 }
 
-static void log_outbound_conf(struct daemon *d)
+/* Spec S24: SIGHUP rebuilds the certificate, the ticket keys (from --ticket-key-file), the sender
+ * groups, the destination policy and the routes, checks all of them, and publishes them in one
+ * snapshot with one pointer store; if any part is wrong, every reason is logged and the
+ * configuration in use stays whole. Sessions keep the snapshot they started with. */
+static void reload(struct daemon *d)
 {
-	stls_log_info("outbound relay: %zu destination policies (%s), %zu routes (%s), trust store %s",
-		      stls_dest_policy_count(d->out->policy),
-		      d->cfg.dest_policy_path[0] ? d->cfg.dest_policy_path : "default",
-		      stls_routes_count(d->out->routes), d->cfg.routes_path[0] ? d->cfg.routes_path : "DNS MX",
-		      d->cfg.ca_file[0] ? d->cfg.ca_file : "none");
-}
-
-/* Spec S24: a new set of outbound tables is built and checked whole, then published with one
- * pointer store; if anything is wrong the tables in use stay, and the reason is logged. */
-static void reload_outbound(struct daemon *d)
-{
-	char err[512];
-	struct stls_outbound_conf *fresh;
-	if (stls_outbound_conf_new(&fresh, &d->cfg, err, sizeof(err)) != STLS_OK) {
-		stls_log_warn("reload refused, the outbound tables in use stay: %s", err);
+	struct conf_set c;
+	unsigned problems = conf_build(d, &c, true);
+	if (problems > 0) {
+		stls_log_warn("reload refused (%u problem%s above): the configuration in use stays", problems,
+			      problems == 1 ? "" : "s");
+		conf_release(&c);
 		return;
 	}
-	struct stls_outbound_conf *old = d->out;
-	d->out = fresh;
+	struct conf_set old;
+	conf_adopt(d, &c, &old);
 	struct stls_snapshot *snap = snapshot_clone(d);
 	if (!snap) {
-		d->out = old;
-		stls_outbound_conf_put(fresh);
-		stls_log_crit("out of memory publishing the new outbound tables");
+		stls_log_crit("reload: out of memory publishing the new configuration; the one in use stays");
+		struct conf_set fresh;
+		conf_adopt(d, &old, &fresh);
+		conf_release(&fresh);
+		conf_release(&c);
 		return;
 	}
+	if (c.has_tickets) {
+		snap->tickets = c.tickets;
+		d->ticket_mtime = c.ticket_mtime;
+	}
 	stls_snapshot_publish(snap);
-	stls_outbound_conf_put(old);
-	log_outbound_conf(d);
+	conf_release(&old);
+	conf_release(&c);
+	log_conf(d);
+	stls_log_info("reload committed: generation %llu", (unsigned long long)snap->gen);
 }
 
 static int check_config(struct daemon *d)
@@ -293,31 +399,19 @@ static int check_config(struct daemon *d)
 		fprintf(stderr, "starttlsd: %s\n", err);
 		status = 1;
 	}
-	if (load_tls(d, false) != 0)
+	/* The same build and checks as start-up and SIGHUP. */
+	struct conf_set c;
+	if (conf_build(d, &c, false) > 0)
 		status = 1;
-	if (d->cfg.num_outbound_listen > 0 || d->cfg.dest_policy_path[0] || d->cfg.routes_path[0]) {
-		char why[512];
-		struct stls_outbound_conf *out;
-		if (stls_outbound_conf_new(&out, &d->cfg, why, sizeof(why)) != STLS_OK) {
-			fprintf(stderr, "starttlsd: outbound relay: %s\n", why);
-			status = 1;
-		} else {
-			printf("# outbound relay: %zu destination policies, %zu routes\n",
-			       stls_dest_policy_count(out->policy), stls_routes_count(out->routes));
-			stls_outbound_conf_put(out);
-		}
-	} else
-		printf("# TLS certificate %s%s\n", d->tls->describe, d->tls->demo ? " (demo, not verifiable)" : "");
-	if (d->cfg.ticket_key_path[0]) {
-		struct stls_ticket_keys keys;
-		if (stls_tickets_load(&keys, d->cfg.ticket_key_path, err, sizeof(err)) != STLS_OK) {
-			fprintf(stderr, "starttlsd: --ticket-key-file %s\n", err);
-			status = 1;
-		}
-		stls_wipe(&keys, sizeof(keys));
-	}
-	stls_tls_server_put(d->tls);
-	d->tls = NULL;
+	if (c.tls)
+		printf("# TLS certificate %s%s\n", c.tls->describe, c.tls->demo ? " (demo, not verifiable)" : "");
+	if (c.inbound && c.inbound->groups)
+		printf("# sender groups: %zu groups, %zu networks\n", stls_sender_groups_count(c.inbound->groups),
+		       stls_sender_groups_num_networks(c.inbound->groups));
+	if (c.out)
+		printf("# outbound relay: %zu destination policies, %zu routes\n",
+		       stls_dest_policy_count(c.out->policy), stls_routes_count(c.out->routes));
+	conf_release(&c);
 	stls_flags_print(&d->cfg, stdout);
 	printf("# %s\n", status == 0 ? "configuration is valid" : "configuration has errors");
 	return status;
@@ -435,13 +529,10 @@ static void on_signal(struct daemon *d, int sig)
 		}
 		break;
 	case SIGHUP:
-		stls_log_info(
-			"reload: reading the backend's capabilities, the ticket keys and the outbound tables again");
+		stls_log_info("reload: reading the certificate, ticket keys, sender groups, destination policy and "
+			      "routes again, then the backend's capabilities");
+		reload(d);
 		probe_backend(d, true);
-		if (d->cfg.ticket_key_path[0])
-			rotate_tickets(d, true);
-		if (d->out)
-			reload_outbound(d);
 		break;
 	case SIGUSR1: stls_log_reopen(); break;
 	default: break;
@@ -519,15 +610,19 @@ static int run(struct daemon *d)
 		stls_log_crit("cannot initialise TLS");
 		goto out;
 	}
-	if (load_tls(d, true) != 0)
+	struct conf_set c, none;
+	if (conf_build(d, &c, true) > 0) {
+		conf_release(&c);
 		goto out;
-	if (d->cfg.num_outbound_listen > 0) {
-		if (stls_outbound_conf_new(&d->out, &d->cfg, err, sizeof(err)) != STLS_OK) {
-			stls_log_crit("outbound relay: %s", err);
-			goto out;
-		}
-		log_outbound_conf(d);
 	}
+	conf_adopt(d, &c, &none);
+	conf_release(&c);
+	log_conf(d);
+	if (stls_admit_init(d->cfg.max_sessions) != STLS_OK) {
+		stls_log_crit("cannot make the table of client limits");
+		goto out;
+	}
+	stls_backend_set_proxy_protocol(d->cfg.backend_proxy_protocol);
 	rotate_tickets(d, true);
 	if (!stls_snapshot_current() || stls_snapshot_current()->tickets.num == 0) {
 		stls_log_crit("no session-ticket keys: refusing to start");
@@ -556,6 +651,8 @@ out:
 	stls_snapshot_shutdown();
 	stls_tls_server_put(d->tls);
 	stls_outbound_conf_put(d->out);
+	stls_inbound_conf_put(d->inbound);
+	stls_admit_cleanup();
 	ares_library_cleanup();
 	close(d->signal_fd);
 	return status;

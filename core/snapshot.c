@@ -1,6 +1,7 @@
 #include "core/snapshot.h"
 
 #include "core/mem.h"
+#include "proto/inbound.h"
 #include "proto/outbound.h"
 #include "tls/ctx.h"
 
@@ -14,6 +15,7 @@ static void snapshot_free(struct stls_snapshot *s)
 {
 	stls_tls_server_put(s->tls);
 	stls_outbound_conf_put(s->out);
+	stls_inbound_conf_put(s->inbound);
 	stls_wipe(&s->tickets, sizeof(s->tickets));
 	stls_free_ptr(&s);
 }

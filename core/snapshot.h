@@ -21,6 +21,7 @@
 
 struct stls_tls_server;
 struct stls_outbound_conf;
+struct stls_inbound_conf;
 
 struct stls_snapshot {
 	uint64_t gen;
@@ -32,6 +33,7 @@ struct stls_snapshot {
 	struct stls_tls_server *tls;	    /* the inbound certificate's context (a reference) */
 	struct stls_ticket_keys tickets;    /* session-ticket keys, the first encrypting */
 	struct stls_outbound_conf *out;	    /* outbound relay tables and TLS (a reference), or NULL */
+	struct stls_inbound_conf *inbound;  /* sender groups (a reference), or NULL */
 	struct stls_snapshot *retired_next; /* main thread only */
 };
 

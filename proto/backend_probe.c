@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/mem.h"
+#include "proto/proxy_proto.h"
 #include "proto/smtp_reply.h"
 
 enum stls_err stls_backend_resolve(struct sockaddr_storage *out_addr, socklen_t *out_len,
@@ -120,6 +121,76 @@ static const char *why(enum stls_err err)
 	}
 }
 
+static unsigned g_proxy_version;
+
+void stls_backend_set_proxy_protocol(unsigned version)
+{
+	g_proxy_version = version;
+}
+
+/* With --backend-proxy-protocol the backend expects a PROXY header on every connection, the
+ * proxy's own ones too: these name the proxy itself as the client, which is the truth. */
+static enum stls_err send_proxy_header(struct probe_io *io, char *err, size_t err_len)
+{
+	struct sockaddr_storage self, peer;
+	socklen_t self_len = sizeof(self), peer_len = sizeof(peer);
+	uint8_t header[STLS_PROXY_PROTO_MAX_OUT];
+	size_t len = 0;
+	enum stls_err ret = STLS_ERR_IO;
+	if (getsockname(io->fd, (struct sockaddr *)&self, &self_len) == 0 &&
+	    getpeername(io->fd, (struct sockaddr *)&peer, &peer_len) == 0)
+		ret = g_proxy_version == 1
+			      ? stls_proxy_proto_encode_v1((char *)header, sizeof(header), &len,
+							   (const struct sockaddr *)&self,
+							   (const struct sockaddr *)&peer)
+			      : stls_proxy_proto_encode_v2(header, sizeof(header), &len, (const struct sockaddr *)&self,
+							   (const struct sockaddr *)&peer, NULL);
+	if (ret != STLS_OK) {
+		snprintf(err, err_len, "PROXY header: cannot describe the connection");
+		return ret;
+	}
+	for (size_t off = 0; off < len;) {
+		if (wait_fd(io->fd, POLLOUT, io->deadline) == 0) {
+			snprintf(err, err_len, "PROXY header: timed out");
+			return STLS_ERR_TIMEOUT;
+		}
+		ssize_t n = write(io->fd, header + off, len - off);
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			snprintf(err, err_len, "PROXY header: %s", strerror(errno));
+			return STLS_ERR_IO;
+		}
+		off += n > 0 ? (size_t)n : 0;
+	}
+	return STLS_OK;
+}
+
+/* Connects (sending the PROXY header when configured); io->fd is open on success. */
+static enum stls_err dial(struct probe_io *io, const struct sockaddr *addr, socklen_t addr_len, char *err,
+			  size_t err_len)
+{
+	io->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (io->fd < 0) {
+		snprintf(err, err_len, "socket: %s", strerror(errno));
+		return STLS_ERR_IO;
+	}
+	if (connect(io->fd, addr, addr_len) != 0 && errno != EINPROGRESS) {
+		snprintf(err, err_len, "connect: %s", strerror(errno));
+		return STLS_ERR_IO;
+	}
+	if (wait_fd(io->fd, POLLOUT, io->deadline) == 0) {
+		snprintf(err, err_len, "connect: timed out");
+		return STLS_ERR_TIMEOUT;
+	}
+	int soerr = 0;
+	socklen_t slen = sizeof(soerr);
+	getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &soerr, &slen);
+	if (soerr) {
+		snprintf(err, err_len, "connect: %s", strerror(soerr));
+		return STLS_ERR_IO;
+	}
+	return g_proxy_version ? send_proxy_header(io, err, err_len) : STLS_OK;
+}
+
 enum stls_err stls_backend_probe(struct stls_ehlo_caps *out_caps, const struct sockaddr *addr, socklen_t addr_len,
 				 const char *hostname, uint32_t timeout_ms, char *err, size_t err_len)
 {
@@ -131,27 +202,9 @@ enum stls_err stls_backend_probe(struct stls_ehlo_caps *out_caps, const struct s
 	enum stls_err ret = STLS_ERR_IO;
 	io->deadline = now_ms() + timeout_ms;
 	stls_smtp_reply_init(&io->rp, 2048, 256);
-	io->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (io->fd < 0) {
-		snprintf(err, err_len, "socket: %s", strerror(errno));
+	ret = dial(io, addr, addr_len, err, err_len);
+	if (ret != STLS_OK)
 		goto out;
-	}
-	if (connect(io->fd, addr, addr_len) != 0 && errno != EINPROGRESS) {
-		snprintf(err, err_len, "connect: %s", strerror(errno));
-		goto out;
-	}
-	if (wait_fd(io->fd, POLLOUT, io->deadline) == 0) {
-		snprintf(err, err_len, "connect: timed out");
-		ret = STLS_ERR_TIMEOUT;
-		goto out;
-	}
-	int soerr = 0;
-	socklen_t slen = sizeof(soerr);
-	getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &soerr, &slen);
-	if (soerr) {
-		snprintf(err, err_len, "connect: %s", strerror(soerr));
-		goto out;
-	}
 
 	struct stls_smtp_reply reply;
 	size_t len;
@@ -187,33 +240,6 @@ out:
 		close(io->fd);
 	stls_free_ptr(&io);
 	return ret;
-}
-
-/* Connects and reads the greeting; io->fd is open on success. */
-static enum stls_err dial(struct probe_io *io, const struct sockaddr *addr, socklen_t addr_len, char *err,
-			  size_t err_len)
-{
-	io->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (io->fd < 0) {
-		snprintf(err, err_len, "socket: %s", strerror(errno));
-		return STLS_ERR_IO;
-	}
-	if (connect(io->fd, addr, addr_len) != 0 && errno != EINPROGRESS) {
-		snprintf(err, err_len, "connect: %s", strerror(errno));
-		return STLS_ERR_IO;
-	}
-	if (wait_fd(io->fd, POLLOUT, io->deadline) == 0) {
-		snprintf(err, err_len, "connect: timed out");
-		return STLS_ERR_TIMEOUT;
-	}
-	int soerr = 0;
-	socklen_t slen = sizeof(soerr);
-	getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &soerr, &slen);
-	if (soerr) {
-		snprintf(err, err_len, "connect: %s", strerror(soerr));
-		return STLS_ERR_IO;
-	}
-	return STLS_OK;
 }
 
 /* Sends text (when not NULL) and reads one reply, which must have class expect_class. */

@@ -12,6 +12,10 @@
 #include "core/err.h"
 #include "proto/ehlo.h"
 
+/* Makes every connection made here start with a PROXY header of version (1 or 2; 0 for none), as
+ * --backend-proxy-protocol asks. Call before the first probe. */
+void stls_backend_set_proxy_protocol(unsigned version);
+
 /* Resolves host:port into *out_addr (the first address getaddrinfo returns). Returns STLS_OK or
  * STLS_ERR_CONFIG with a reason in err. */
 [[nodiscard]] enum stls_err stls_backend_resolve(struct sockaddr_storage *out_addr, socklen_t *out_len,

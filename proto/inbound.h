@@ -11,9 +11,30 @@
  * any failure on our side before it is a 4xx. */
 #pragma once
 
+#include <stddef.h>
+
+#include "core/err.h"
 #include "core/session.h"
 #include "proto/relay.h"
 #include "proto/smtp_lex.h"
+
+struct stls_config;
+struct stls_sender_groups;
+
+/* What inbound sessions read besides the flags, part of the snapshot: the sender groups. */
+struct stls_inbound_conf {
+	struct stls_sender_groups *groups; /* NULL without --sender-groups */
+	unsigned refs;
+};
+
+/* Builds it from --sender-groups. Returns STLS_OK, or an error with the reason ("file:line: why")
+ * in err. */
+[[nodiscard]] enum stls_err stls_inbound_conf_new(struct stls_inbound_conf **out, const struct stls_config *cfg,
+						  char *err, size_t err_len);
+
+/* Takes and drops a reference (main thread). The last put frees it. Both accept NULL. */
+void stls_inbound_conf_get(struct stls_inbound_conf *c);
+void stls_inbound_conf_put(struct stls_inbound_conf *c);
 
 /* Looks up the inbound session table: whether verb has a handler in state, and if so the state
  * a successful handler moves to. Commands without one are answered 503 5.5.1. */

@@ -22,7 +22,7 @@ const char *stls_relay_state_str(enum stls_relay_state state)
 		[STLS_RELAY_MAILED] = "MAILED",	      [STLS_RELAY_CONNECTING] = "CONNECTING",
 		[STLS_RELAY_RELAY] = "RELAY",	      [STLS_RELAY_DATA] = "DATA",
 		[STLS_RELAY_BDAT] = "BDAT",	      [STLS_RELAY_QUIT] = "QUIT",
-		[STLS_RELAY_HANDSHAKE] = "HANDSHAKE",
+		[STLS_RELAY_HANDSHAKE] = "HANDSHAKE", [STLS_RELAY_PROXY] = "PROXY",
 	};
 	return (unsigned)state < STLS_RELAY__COUNT ? names[state] : "UNKNOWN";
 }
@@ -198,8 +198,8 @@ static bool client_readable(struct stls_relay *in)
 	if (in->state == STLS_RELAY_CONNECTING || in->state == STLS_RELAY_QUIT || in->quit || in->wait_data_reply ||
 	    in->base.ending)
 		return false;
-	if (in->state == STLS_RELAY_HANDSHAKE)
-		return true; /* the handshake's bytes; no command is read until it ends */
+	if (in->state == STLS_RELAY_HANDSHAKE || in->state == STLS_RELAY_PROXY)
+		return true; /* the handshake's or the PROXY header's bytes; no command is read yet */
 	if (in->num_pend >= cfg->max_pipeline)
 		return false;
 	if (stls_conn_pending(&in->base, STLS_SIDE_CLIENT) >= cfg->relay_buffer)
@@ -301,6 +301,9 @@ void stls_relay_update(struct stls_relay *in)
 	if (in->state == STLS_RELAY_HANDSHAKE) {
 		kind = STLS_RELAY_TIMER_HANDSHAKE;
 		ms = cfg->handshake_timeout_ms;
+	} else if (in->state == STLS_RELAY_PROXY) {
+		kind = STLS_RELAY_TIMER_PROXY;
+		ms = cfg->proxy_header_timeout_ms;
 	} else if (in->state == STLS_RELAY_CONNECTING) {
 		kind = STLS_RELAY_TIMER_BACKEND_CONNECT;
 		ms = in->hop ? cfg->dest_connect_timeout_ms : cfg->backend_connect_timeout_ms;
@@ -318,7 +321,8 @@ void stls_relay_update(struct stls_relay *in)
 	bool progress = in->client_progress;
 	if (kind == STLS_RELAY_TIMER_BACKEND)
 		progress = in->backend_progress;
-	else if (kind == STLS_RELAY_TIMER_BACKEND_CONNECT || kind == STLS_RELAY_TIMER_HANDSHAKE)
+	else if (kind == STLS_RELAY_TIMER_BACKEND_CONNECT || kind == STLS_RELAY_TIMER_HANDSHAKE ||
+		 kind == STLS_RELAY_TIMER_PROXY)
 		progress = false;
 	if (kind != in->timer_kind || progress || !stls_timer_armed(&s->timer)) {
 		in->timer_kind = (uint8_t)kind;
@@ -351,7 +355,15 @@ size_t stls_relay_recv(struct stls_session *s, enum stls_side side, struct stls_
 {
 	struct stls_relay *in = (struct stls_relay *)s;
 	size_t used;
-	if (side == STLS_SIDE_CLIENT) {
+	if (side == STLS_SIDE_CLIENT && in->state == STLS_RELAY_PROXY) {
+		used = in->kind->preamble(in, data);
+		in->client_progress = true;
+	} else if (side == STLS_SIDE_CLIENT) {
+		if (!in->client_spoke) {
+			in->client_spoke = true;
+			if (in->kind->first_bytes && !in->kind->first_bytes(in, data))
+				return data.len;
+		}
 		used = stls_relay_process_client(in, data);
 		in->client_progress = true;
 	} else {
@@ -431,6 +443,12 @@ void stls_relay_timeout(struct stls_session *s)
 	struct stls_relay *in = (struct stls_relay *)s;
 	switch ((enum stls_relay_timer)in->timer_kind) {
 	case STLS_RELAY_TIMER_HANDSHAKE: stls_relay_tls_failed(in, "handshake timed out"); return;
+	case STLS_RELAY_TIMER_PROXY:
+		/* Nothing was sent to a balancer's connection yet, and SMTP must not start now. */
+		stls_log_warn("ICID %llu balancer %s sent no PROXY header within %u s, closing",
+			      (unsigned long long)s->id, s->peer_ip, s->snap->cfg->proxy_header_timeout_ms / 1000);
+		stls_relay_end(in, false);
+		return;
 	case STLS_RELAY_TIMER_BACKEND_CONNECT:
 	case STLS_RELAY_TIMER_BACKEND:
 		stls_relay_backend_fail(in, "timed out",
@@ -458,6 +476,7 @@ void stls_relay_shutdown(struct stls_session *s)
 void stls_relay_free(struct stls_session *s)
 {
 	struct stls_relay *in = (struct stls_relay *)s;
+	stls_admit_release(&in->admit);
 	stls_relay_transaction_reset(in);
 	stls_log_info("ICID %llu close", (unsigned long long)s->id);
 	stls_relay_pend_cleanup(in);

@@ -13,6 +13,7 @@ enum stls_relay_state {
 	STLS_RELAY_BDAT,       /* relaying (or discarding) a BDAT chunk by its length */
 	STLS_RELAY_QUIT,       /* the last reply is queued; nothing more is read */
 	STLS_RELAY_HANDSHAKE,  /* 220 sent to STARTTLS; the TLS handshake runs */
+	STLS_RELAY_PROXY,      /* inbound from a balancer: waiting for its PROXY header, nothing sent */
 	STLS_RELAY__COUNT,
 };
 

@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 
+#include "core/admit.h"
 #include "core/session.h"
 #include "core/snapshot.h"
 #include "proto/dns.h"
@@ -41,6 +42,7 @@ enum stls_relay_timer {
 	STLS_RELAY_TIMER_BACKEND_CONNECT,
 	STLS_RELAY_TIMER_BACKEND,
 	STLS_RELAY_TIMER_HANDSHAKE,
+	STLS_RELAY_TIMER_PROXY,
 	STLS_RELAY_TIMER__COUNT,
 };
 
@@ -50,6 +52,7 @@ enum stls_be_state {
 	STLS_BE_RESOLVING, /* outbound: DNS */
 	STLS_BE_CONNECTING,
 	STLS_BE_GREETING,  /* waiting for its 220 */
+	STLS_BE_XCLIENT,   /* inbound: XCLIENT sent, waiting for the new 220 */
 	STLS_BE_EHLO,	   /* waiting for its reply to our EHLO */
 	STLS_BE_HELO,	   /* outbound: EHLO refused, HELO sent */
 	STLS_BE_STARTTLS,  /* outbound: STARTTLS sent */
@@ -119,8 +122,13 @@ struct stls_relay {
 	uint32_t pend_cap;
 	struct stls_buf pend_args;
 	char helo[256];
-	struct stls_next_hop *hop; /* outbound: the transaction's destination */
-	struct stls_buf mail_args; /* outbound: the transaction's MAIL arguments, replayed to the hop */
+	uint8_t tls_mode;		       /* inbound: enum stls_tls_policy, the sender group's or --inbound-tls */
+	bool mail_counted;		       /* inbound: the held MAIL was already counted against the rate */
+	bool client_spoke;		       /* the client sent bytes since the greeting */
+	const struct stls_sender_group *group; /* inbound: the client's sender group, or NULL */
+	struct stls_admit_hold admit;	       /* inbound: places taken under the limits */
+	struct stls_next_hop *hop;	       /* outbound: the transaction's destination */
+	struct stls_buf mail_args;	       /* outbound: the transaction's MAIL arguments, replayed to the hop */
 };
 
 enum stls_relay_result {
@@ -146,6 +154,12 @@ struct stls_relay_kind {
 	const struct stls_relay_rule (*rules)[STLS_SMTP_VERB__COUNT];
 	/* The session is open: greet (or refuse) the client. */
 	void (*open)(struct stls_relay *r);
+	/* In STLS_RELAY_PROXY: the client's bytes so far, before any SMTP. Returns how many it
+	 * consumed (0 to wait for more). */
+	size_t (*preamble)(struct stls_relay *r, struct stls_span data);
+	/* Optional: the first bytes the client sent in GREET. Returns false when it ended the
+	 * session. */
+	bool (*first_bytes)(struct stls_relay *r, struct stls_span data);
 	/* Optional: may cmd be acted on now? STLS_RELAY_OK to go on, else it was answered. */
 	enum stls_relay_result (*check)(struct stls_relay *r, const struct stls_smtp_cmd *cmd);
 	/* STARTTLS from the client finished (STLS_OK) or failed. */

@@ -11,6 +11,7 @@
 #include "core/worker.h"
 #include "proto/ehlo.h"
 #include "proto/next_hop.h"
+#include "proto/proxy_proto.h"
 #include "proto/relay_int.h"
 #include "tls/conn.h"
 
@@ -159,6 +160,40 @@ void stls_relay_backend_released(struct stls_relay *in)
 		stls_hop_connect(in);
 }
 
+static void backend_send(struct stls_relay *in, struct stls_span bytes);
+
+/* The PROXY protocol header goes first on the backend connection. The connection opens after the
+ * client's handshake, so a v2 header can carry what TLS was used. Returns false when the session
+ * failed. */
+static bool backend_send_proxy_header(struct stls_relay *in)
+{
+	const struct stls_session *s = &in->base;
+	const struct stls_tls_conn *tls = s->conn[STLS_SIDE_CLIENT].tls;
+	uint8_t header[STLS_PROXY_PROTO_MAX_OUT];
+	size_t len = 0;
+	enum stls_err err;
+	if (s->snap->cfg->backend_proxy_protocol == 1) {
+		err = stls_proxy_proto_encode_v1((char *)header, sizeof(header), &len,
+						 (const struct sockaddr *)&s->peer, (const struct sockaddr *)&s->local);
+	} else {
+		struct stls_proxy_tls info = { 0 };
+		if (tls && in->tls_active) {
+			info.version = stls_tls_conn_version(tls);
+			info.cipher = stls_tls_conn_cipher(tls);
+			info.sni = stls_tls_conn_server_name(tls);
+		}
+		err = stls_proxy_proto_encode_v2(header, sizeof(header), &len, (const struct sockaddr *)&s->peer,
+						 (const struct sockaddr *)&s->local, in->tls_active ? &info : NULL);
+	}
+	if (err != STLS_OK) {
+		stls_relay_backend_fail(in, "cannot be told the client: no PROXY header for this address",
+					"421 4.3.0 Backend unavailable, try again later\r\n");
+		return false;
+	}
+	backend_send(in, stls_span_make(header, len));
+	return !in->base.ending;
+}
+
 void stls_relay_backend_connected(struct stls_relay *in, int res)
 {
 	if (in->hop) {
@@ -172,6 +207,8 @@ void stls_relay_backend_connected(struct stls_relay *in, int res)
 		return;
 	}
 	in->be_state = STLS_BE_GREETING;
+	if (in->base.snap->cfg->backend_proxy_protocol && !backend_send_proxy_header(in))
+		return;
 	stls_relay_update(in);
 }
 
@@ -182,10 +219,57 @@ static void backend_send(struct stls_relay *in, struct stls_span bytes)
 					"421 4.3.0 Backend connection failed, try again later\r\n");
 }
 
+static void backend_send_ehlo(struct stls_relay *in)
+{
+	char ehlo[sizeof(in->helo) + 8];
+	int n = snprintf(ehlo, sizeof(ehlo), "EHLO %s\r\n", in->helo);
+	backend_send(in, stls_span_make(ehlo, (size_t)n));
+	in->be_state = STLS_BE_EHLO;
+}
+
+/* RFC 3461 4: xtext. Octets outside '!'..'~', and '+' and '=', become "+XX". */
+static size_t xtext(char *out, size_t out_cap, const char *in)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)in; *p && n + 4 <= out_cap; p++) {
+		if (*p >= '!' && *p <= '~' && *p != '+' && *p != '=') {
+			out[n++] = (char)*p;
+		} else {
+			out[n++] = '+';
+			out[n++] = hex[*p >> 4];
+			out[n++] = hex[*p & 15];
+		}
+	}
+	out[n] = '\0';
+	return n;
+}
+
+/* Postfix's XCLIENT (www.postfix.org/XCLIENT_README.html): the backend logs, checks and stamps
+ * the real client instead of the proxy. The proxy does no reverse lookup, so NAME is
+ * [UNAVAILABLE] and the backend shows the address. */
+static void backend_send_xclient(struct stls_relay *in)
+{
+	const struct stls_session *s = &in->base;
+	char helo[3 * sizeof(in->helo) + 1], cmd[1024];
+	xtext(helo, sizeof(helo), in->helo);
+	bool v6 = s->peer.ss_family == AF_INET6 && strchr(s->peer_ip, ':');
+	int n = snprintf(cmd, sizeof(cmd), "XCLIENT ADDR=%s%s PORT=%u NAME=[UNAVAILABLE] HELO=%s PROTO=%s\r\n",
+			 v6 ? "IPV6:" : "", s->peer_ip, s->peer_port, helo[0] ? helo : "[UNAVAILABLE]",
+			 in->esmtp ? "ESMTP" : "SMTP");
+	if (n < 0 || (size_t)n >= sizeof(cmd)) {
+		stls_relay_backend_fail(in, "cannot be told the client: XCLIENT too long",
+					"421 4.3.0 Backend unavailable, try again later\r\n");
+		return;
+	}
+	backend_send(in, stls_span_make(cmd, (size_t)n));
+	in->be_state = STLS_BE_XCLIENT;
+}
+
 /* The backend's greeting and its reply to our EHLO, before any client command is relayed. */
 static void backend_setup_reply(struct stls_relay *in, const struct stls_smtp_reply *reply)
 {
-	char line[200], why[260];
+	char line[200], why[320];
 	if (in->be_state == STLS_BE_GREETING) {
 		if (reply->code != 220) {
 			log_line(line, sizeof(line), reply->text);
@@ -193,10 +277,23 @@ static void backend_setup_reply(struct stls_relay *in, const struct stls_smtp_re
 			stls_relay_backend_fail(in, why, "421 4.3.0 Backend unavailable, try again later\r\n");
 			return;
 		}
-		char ehlo[sizeof(in->helo) + 8];
-		int n = snprintf(ehlo, sizeof(ehlo), "EHLO %s\r\n", in->helo);
-		backend_send(in, stls_span_make(ehlo, (size_t)n));
-		in->be_state = STLS_BE_EHLO;
+		if (in->base.snap->cfg->backend_xclient) {
+			backend_send_xclient(in);
+			return;
+		}
+		backend_send_ehlo(in);
+		return;
+	}
+	if (in->be_state == STLS_BE_XCLIENT) {
+		/* Postfix answers an accepted XCLIENT with a new greeting. */
+		if (reply->code != 220) {
+			log_line(line, sizeof(line), reply->text);
+			snprintf(why, sizeof(why),
+				 "refused XCLIENT: %s (is the proxy in smtpd_authorized_xclient_hosts?)", line);
+			stls_relay_backend_fail(in, why, "421 4.3.0 Backend unavailable, try again later\r\n");
+			return;
+		}
+		backend_send_ehlo(in);
 		return;
 	}
 	if (reply->code != 250) {
@@ -457,7 +554,7 @@ static void relay_reply(struct stls_relay *in, const struct stls_smtp_reply *rep
 {
 	pend_flush_local(in);
 	if (in->num_pend == 0) {
-		char line[200], why[260];
+		char line[200], why[320];
 		log_line(line, sizeof(line), reply->text);
 		if (reply->code == 421 && in->mid == 0 && in->state == STLS_RELAY_RELAY) {
 			/* The backend ended an idle connection: the next transaction opens a new one. */

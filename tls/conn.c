@@ -312,6 +312,11 @@ const char *stls_tls_conn_cipher(const struct stls_tls_conn *t)
 	return c ? SSL_CIPHER_standard_name(c) : "none";
 }
 
+const char *stls_tls_conn_server_name(const struct stls_tls_conn *t)
+{
+	return SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
+}
+
 bool stls_tls_conn_resumed(const struct stls_tls_conn *t)
 {
 	return SSL_session_reused(t->ssl) == 1;

@@ -80,6 +80,9 @@ const char *stls_tls_conn_error(const struct stls_tls_conn *t);
 const char *stls_tls_conn_version(const struct stls_tls_conn *t);
 const char *stls_tls_conn_cipher(const struct stls_tls_conn *t);
 
+/* The name the client asked for with SNI, or NULL when it sent none. */
+const char *stls_tls_conn_server_name(const struct stls_tls_conn *t);
+
 /* Whether the handshake resumed a session. */
 bool stls_tls_conn_resumed(const struct stls_tls_conn *t);
 

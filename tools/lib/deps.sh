@@ -6,7 +6,7 @@ STLS_BUILD_PACKAGES="gcc libc6-dev ninja-build python3 android-libboringssl-dev 
 # What the quick start adds: swaks to send a test message (Net::SSLeay for its --tls).
 STLS_RUN_PACKAGES="$STLS_BUILD_PACKAGES swaks libnet-ssleay-perl"
 # What the test suite adds: the real programs the interop tests drive, and the format check.
-STLS_TEST_PACKAGES="$STLS_RUN_PACKAGES postfix openssl clang-format procps dnsmasq-base"
+STLS_TEST_PACKAGES="$STLS_RUN_PACKAGES postfix openssl clang-format procps dnsmasq-base haproxy"
 
 stls_missing_packages() {
 	local pkg missing=""

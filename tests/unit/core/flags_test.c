@@ -512,3 +512,26 @@ Test(flags, print_round_trips)
 	free(again);
 	free(printed);
 }
+
+Test(flags, how_the_backend_learns_the_client)
+{
+	struct parsed *p = PARSE("--backend-proxy-protocol", "v2", "--accept-proxy-protocol", "10.0.0.0/8",
+				 "--accept-proxy-protocol", "2001:db8::/32", "--sender-groups", "/etc/groups");
+	expect_ok(p, "PROXY v2, two balancer networks");
+	cr_assert_eq(p->cfg.backend_proxy_protocol, 2);
+	cr_assert_eq(p->cfg.num_accept_proxy, 2);
+	cr_assert_eq(p->cfg.accept_proxy[1].prefix, 32);
+	cr_assert_str_eq(p->cfg.sender_groups_path, "/etc/groups");
+	cr_assert_eq(p->cfg.proxy_header_timeout_ms, 5000, "the default header timeout");
+	cr_assert_eq(p->cfg.max_per_ip, 0, "no per-address limit by default");
+
+	p = PARSE("--backend-xclient");
+	expect_ok(p, "XCLIENT");
+	cr_assert(p->cfg.backend_xclient);
+	cr_assert_eq(p->cfg.backend_proxy_protocol, 0);
+
+	expect_usage(PARSE("--backend-xclient", "--backend-proxy-protocol", "v1"), "backend-xclient",
+		     "XCLIENT and a PROXY header together");
+	expect_usage(PARSE("--backend-proxy-protocol", "v3"), "backend-proxy-protocol", "unknown version");
+	expect_usage(PARSE("--accept-proxy-protocol", "10.0.0.0/33"), "accept-proxy-protocol", "bad network");
+}

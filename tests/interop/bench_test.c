@@ -96,4 +96,7 @@ Test(bench, microbenchmarks_print_figures_beside_ceilings)
 	cr_assert_eq(code, 0, "%s", out);
 	cr_assert(strstr(out, "lexer ") && strstr(out, "memchr over the same bytes"), "%s", out);
 	cr_assert(strstr(out, "rsa2048") && strstr(out, "ecdsa-p256") && strstr(out, "handshakes/s/core"), "%s", out);
+	cr_assert(strstr(out, "sender-group lookup (100000 networks)") && strstr(out, "admit + release") &&
+			  strstr(out, "uncontended lock/unlock"),
+		  "%s", out);
 }

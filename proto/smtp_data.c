@@ -1,5 +1,6 @@
 #include "proto/smtp_data.h"
 
+#include <stdint.h>
 #include <string.h>
 
 void stls_smtp_data_init(struct stls_smtp_data *sd, uint32_t max_line)
@@ -29,7 +30,18 @@ enum stls_err stls_smtp_data_scan(struct stls_smtp_data *sd, size_t *out_len, st
 			const uint8_t *lf = memchr(p, '\n', run);
 			if (lf)
 				run = (size_t)(lf - p);
-			if (memchr(p, '\0', run))
+			/* The first defect by position is the one recorded, wherever the reads fall: a NUL
+			 * before the byte that passes the line limit comes first, and the reverse. */
+			const uint8_t *nul = memchr(p, '\0', run);
+			size_t nul_at = nul ? (size_t)(nul - p) : SIZE_MAX;
+			size_t long_at = SIZE_MAX;
+			if (sd->max_line && line_len <= sd->max_line && run > sd->max_line - line_len)
+				long_at = sd->max_line - line_len;
+			if (nul_at <= long_at && nul)
+				fault(sd, STLS_ERR_NUL);
+			if (long_at != SIZE_MAX)
+				fault(sd, STLS_ERR_TOO_LONG);
+			if (nul)
 				fault(sd, STLS_ERR_NUL);
 			line_len += (uint32_t)(run > UINT32_MAX - line_len ? UINT32_MAX - line_len : run);
 			i += run;

@@ -349,3 +349,27 @@ Test(smtp_data, empty_read_changes_nothing)
 	cr_assert_eq(out_len, 1);
 	cr_assert_eq(sd.total, 8);
 }
+
+/* Found by tests/fuzz/smtp_data.c: the defect recorded (and so the reply) must be the first by
+ * position, wherever the reads fall. A NUL and the byte that passes the limit of 8 in one line:
+ * the bulk path used to record the NUL first whenever both were in the same read. */
+Test(smtp_data, first_defect_does_not_depend_on_reads)
+{
+	static const char msg[] = "linelongNUL\0\r\n.\r\n";
+	static const char nul_first[] = "lin\0elonger\r\n.\r\n";
+	struct stls_smtp_data sd;
+	size_t len;
+	cr_assert_eq(scan_once(&sd, 8, nul_first, sizeof(nul_first) - 1, &len), STLS_DONE);
+	cr_assert_eq(sd.fault, STLS_ERR_NUL, "one read: %s", stls_err_str(sd.fault));
+	for (size_t cut = 1; cut < sizeof(nul_first) - 1; cut++) {
+		size_t cuts[] = { cut };
+		cr_assert_eq(scan_pieces(&sd, 8, nul_first, sizeof(nul_first) - 1, cuts, 1), sizeof(nul_first) - 1);
+		cr_assert_eq(sd.fault, STLS_ERR_NUL, "cut at %zu: %s", cut, stls_err_str(sd.fault));
+	}
+	/* The other order: the line passes the limit at its ninth byte, before the NUL. */
+	for (size_t cut = 0; cut < sizeof(msg) - 1; cut++) {
+		size_t cuts[] = { cut };
+		cr_assert_eq(scan_pieces(&sd, 8, msg, sizeof(msg) - 1, cuts, 1), sizeof(msg) - 1);
+		cr_assert_eq(sd.fault, STLS_ERR_TOO_LONG, "cut at %zu: %s", cut, stls_err_str(sd.fault));
+	}
+}

@@ -5,6 +5,7 @@
     python3 configure.py --debug              # build-debug/build.ninja -> build-debug/
     python3 configure.py --sanitize=address,undefined   # build-asan/build.ninja -> build-asan/
     python3 configure.py --sanitize=thread    # build-tsan/build.ninja -> build-tsan/
+    python3 configure.py --fuzz               # build-fuzz/build.ninja -> build-fuzz/ (clang, libFuzzer)
     python3 configure.py --check-stale        # exit 1 if the checked-in build.ninja is out of date
 
 Every variant builds into a folder of its own. A variant other than the default writes its ninja
@@ -37,6 +38,9 @@ SOURCES = {
 DAEMON_MAIN = "core/main.c"
 # The load generator runs on the same engine.
 BENCH_SOURCES = ["bench/hist.c", "bench/client.c", "bench/main.c"]
+
+# Fuzz targets: one program each (libFuzzer), built only by the --fuzz variant.
+FUZZ_DIR = "tests/fuzz"
 
 # Test sources: unit tests mirror the tree, interop tests drive real programs, support is shared.
 TEST_DIRS = ["tests/unit", "tests/interop", "tests/support"]
@@ -131,6 +135,8 @@ def find_dependencies(cc):
 
 
 def variant_name(args):
+    if args.fuzz:
+        return "fuzz"
     if args.sanitize:
         return "tsan" if "thread" in args.sanitize else "asan"
     if args.debug:
@@ -155,7 +161,15 @@ def generate(args, argv):
         cflags += ["-O0", "-g3"]
     else:
         cflags += ["-O2", "-D_FORTIFY_SOURCE=2"]
-    if args.sanitize:
+    cc = args.cc
+    if args.fuzz:
+        # libFuzzer comes with clang: the library is instrumented for coverage, each target links
+        # the fuzzer's main, and ASan + UBSan turn any defect into a crash the run reports.
+        cc = "clang" if cc == "gcc" else cc
+        cflags += ["-fsanitize=fuzzer-no-link,address,undefined", "-fno-omit-frame-pointer",
+                   "-fno-sanitize-recover=all"]
+        ldflags += ["-fsanitize=fuzzer,address,undefined"]
+    elif args.sanitize:
         san = "-fsanitize=" + args.sanitize
         cflags += [san, "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
         ldflags += [san]
@@ -171,7 +185,7 @@ def generate(args, argv):
     n.line()
     n.variable("ninja_required_version", "1.10")
     n.variable("builddir", builddir)
-    n.variable("cc", args.cc)
+    n.variable("cc", cc)
     n.variable("cflags", cflags)
     n.variable("ldflags", ldflags)
     n.variable("libs", libs)
@@ -200,6 +214,16 @@ def generate(args, argv):
     lib = "%s/libstarttlsd.a" % builddir
     n.build(lib, "ar", lib_objs)
     n.line()
+    if args.fuzz:
+        targets = []
+        for f in sorted(os.listdir(os.path.join(ROOT, FUZZ_DIR))):
+            if f.endswith(".c"):
+                target = "%s/fuzz-%s" % (builddir, f[:-2])
+                n.build(target, "link", compile_all(["%s/%s" % (FUZZ_DIR, f)]) + [lib])
+                targets.append(target)
+        n.build("all", "phony", targets)
+        n.default(targets)
+        return ninja_file, "".join(out)
     daemon = "%s/starttlsd" % builddir
     n.build(daemon, "link", compile_all([DAEMON_MAIN]) + [lib])
     n.line()
@@ -233,6 +257,8 @@ def main():
                         choices=["address,undefined", "address", "undefined", "thread"],
                         help="build with sanitizers: address,undefined or thread")
     parser.add_argument("--cc", default="gcc", help="C compiler [gcc]")
+    parser.add_argument("--fuzz", action="store_true",
+                        help="the fuzz targets in %s, with clang's libFuzzer, ASan and UBSan" % FUZZ_DIR)
     parser.add_argument("--builddir", help="build folder (default: build, build-debug, build-asan...)")
     parser.add_argument("--output", help="write the ninja file here instead of its usual place")
     parser.add_argument("--check-stale", action="store_true",

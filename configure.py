@@ -37,6 +37,8 @@ SOURCES = {
 DAEMON_MAIN = "core/main.c"
 # The load generator runs on the same engine.
 BENCH_SOURCES = ["bench/hist.c", "bench/client.c", "bench/main.c"]
+# The certificate tool runs the daemon's own checks (tls/cert.c).
+CERT_TOOL_SOURCES = ["tools/cert_tool.c"]
 
 # Test sources: unit tests mirror the tree, interop tests drive real programs, support is shared.
 TEST_DIRS = ["tests/unit", "tests/interop", "tests/support"]
@@ -209,6 +211,9 @@ def generate(args, argv):
     micro = "%s/starttls-micro" % builddir
     n.build(micro, "link", compile_all(["bench/micro.c"]) + [lib])
     n.line()
+    cert_tool = "%s/starttls-cert" % builddir
+    n.build(cert_tool, "link", compile_all(CERT_TOOL_SOURCES) + [lib])
+    n.line()
 
     test_sources = []
     for d in TEST_DIRS:
@@ -220,9 +225,9 @@ def generate(args, argv):
     tests = "%s/tests/starttlsd-tests" % builddir
     n.build(tests, "link", compile_all(test_sources) + [lib], variables={"extra_libs": "-lcriterion"})
     n.line()
-    n.build("test", "run_tests", implicit=[daemon, tests, bench])
-    n.build("all", "phony", [daemon, tests, bench, micro])
-    n.default([daemon, tests, bench, micro])
+    n.build("test", "run_tests", implicit=[daemon, tests, bench, cert_tool])
+    n.build("all", "phony", [daemon, tests, bench, micro, cert_tool])
+    n.default([daemon, tests, bench, micro, cert_tool])
     return ninja_file, "".join(out)
 
 

@@ -126,36 +126,27 @@ static bool outputs_writable(const char *const paths[], size_t num, bool force)
 }
 
 /* The password from --password-file (its first line) or the variable --password-env names: never
- * from the command line, where every user of the machine can read it in the process list. */
-static bool read_password(const char *cmd, const struct opts *o, char *out, size_t out_len)
+ * from the command line, where every user of the machine can read it in the process list. Returns
+ * 0, or the exit status after saying why not. */
+static int read_password(const char *cmd, const struct opts *o, char *out, size_t out_len)
 {
 	char err[512];
-	if (!!o->password_file == !!o->password_env) {
-		usage(cmd, "give the password with exactly one of --password-file FILE or --password-env NAME");
-		return false;
-	}
+	if (!!o->password_file == !!o->password_env)
+		return usage(cmd, "give the password with exactly one of --password-file FILE or --password-env NAME");
 	if (o->password_file) {
-		if (stls_cert_read_password(out, out_len, o->password_file, err, sizeof(err)) != STLS_OK) {
-			fail("%s", err);
-			return false;
-		}
+		if (stls_cert_read_password(out, out_len, o->password_file, err, sizeof(err)) != STLS_OK)
+			return fail("%s", err);
 	} else {
 		const char *v = getenv(o->password_env);
-		if (!v) {
-			fail("the environment variable %s is not set", o->password_env);
-			return false;
-		}
-		if (strlen(v) >= out_len) {
-			fail("the password in %s is too long", o->password_env);
-			return false;
-		}
+		if (!v)
+			return fail("the environment variable %s is not set", o->password_env);
+		if (strlen(v) >= out_len)
+			return fail("the password in %s is too long", o->password_env);
 		strcpy(out, v);
 	}
-	if (!out[0]) {
-		fail("%s", "the password is empty");
-		return false;
-	}
-	return true;
+	if (!out[0])
+		return fail("%s", "the password is empty");
+	return 0;
 }
 
 /* The leaf's common name, for a PKCS#12 friendly name. */
@@ -336,9 +327,10 @@ static int cmd_import_p12(const struct opts *o)
 	if (!outputs_writable(outs, 3, o->force))
 		return EXIT_PROBLEM;
 	char password[PASSWORD_MAX];
-	if (!read_password("import-p12", o, password, sizeof(password)))
-		return EXIT_PROBLEM;
-	int rc = EXIT_PROBLEM;
+	int rc = read_password("import-p12", o, password, sizeof(password));
+	if (rc)
+		return rc;
+	rc = EXIT_PROBLEM;
 	char err[512];
 	struct stls_cert_bundle b;
 	struct stls_cert_report r;
@@ -366,9 +358,10 @@ static int cmd_export_p12(const struct opts *o)
 	if (!outputs_writable(outs, 1, o->force))
 		return EXIT_PROBLEM;
 	char password[PASSWORD_MAX];
-	if (!read_password("export-p12", o, password, sizeof(password)))
-		return EXIT_PROBLEM;
-	int rc = EXIT_PROBLEM;
+	int rc = read_password("export-p12", o, password, sizeof(password));
+	if (rc)
+		return rc;
+	rc = EXIT_PROBLEM;
 	char err[512], name[256];
 	struct stls_cert_bundle b = { 0 };
 	struct stls_cert_report r;

@@ -471,7 +471,7 @@ static const struct command k_commands[] = {
 	{ "import-p12", cmd_import_p12,
 	  "--password-file --password-env --hostname --out-key --out-cert --out-chain --force ", true,
 	  "take key, certificate and chain out of a PKCS#12 file (spec S3)",
-	  "Usage: starttls-cert import-p12 FILE (--password-file F | --password-env NAME)\n"
+	  "Usage: starttls-cert import-p12 FILE (--password-file F | --password-env NAME) [--hostname NAME]\n"
 	  "                                --out-key FILE --out-cert FILE [--out-chain FILE] [--force]\n\n"
 	  "Opens a password-protected PKCS#12 file (as made by OpenSSL, Windows or another appliance),\n"
 	  "runs starttlsd's checks and writes the key, the certificate and its intermediates in order as\n"

@@ -32,7 +32,7 @@ SOURCES = {
     "proto": ["smtp_lex.c", "smtp_reply.c", "smtp_data.c", "ehlo.c", "relay.c", "relay_server.c", "inbound.c",
               "outbound.c", "next_hop.c", "dns.c", "alert.c", "backend_probe.c", "dest_policy.c", "routes.c",
               "proxy_proto.c", "sender_groups.c"],
-    "tls": ["cert.c", "cert_write.c", "csr.c", "selfsign.c", "tickets.c", "ctx.c", "conn.c"],
+    "tls": ["cert.c", "cert_write.c", "csr.c", "p12.c", "selfsign.c", "tickets.c", "ctx.c", "conn.c"],
 }
 DAEMON_MAIN = "core/main.c"
 # The load generator runs on the same engine.

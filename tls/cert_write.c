@@ -6,11 +6,12 @@
 #include <openssl/err.h>
 #include <openssl/mem.h>
 #include <openssl/pem.h>
-#include <openssl/pkcs8.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "tls/p12.h"
 
 enum stls_err stls_cert_write_check(const char *path, bool force, char *err, size_t err_len)
 {
@@ -177,23 +178,17 @@ enum stls_err stls_cert_write_p12(const char *path, const struct stls_cert_bundl
 		snprintf(err, err_len, "%s: an empty password protects nothing", path);
 		return STLS_ERR_CONFIG;
 	}
-	enum stls_err ret = STLS_ERR_TLS;
 	uint8_t *der = NULL;
-	int len = 0;
-	/* BoringSSL's PKCS12_create writes PBES1 only (no PBES2/AES): 3DES for both the key and the
-	 * certificates, since RC2-40 (its default for certificates) needs OpenSSL 3's legacy provider. */
-	PKCS12 *p12 = PKCS12_create(password, name, b->key, b->leaf, b->chain, NID_pbe_WithSHA1And3_Key_TripleDES_CBC,
-				    NID_pbe_WithSHA1And3_Key_TripleDES_CBC, STLS_CERT_P12_ITERATIONS,
-				    STLS_CERT_P12_ITERATIONS, 0);
-	if (!p12 || (len = i2d_PKCS12(p12, &der)) <= 0) {
-		ret = encode_failed(path, err, err_len);
-		goto out;
-	}
-	ret = stls_cert_write_file(path, der, (size_t)len, 0600, force, err, err_len);
-out:
+	size_t len = 0;
+	enum stls_err ret = stls_p12_encode(&der, &len, b, password, name, STLS_CERT_P12_ITERATIONS);
+	if (ret == STLS_ERR_CONFIG)
+		snprintf(err, err_len, "%s: the password is not UTF-8 text", path);
+	else if (ret != STLS_OK)
+		snprintf(err, err_len, "%s: cannot encode it", path);
+	else
+		ret = stls_cert_write_file(path, der, len, 0600, force, err, err_len);
 	if (der)
-		OPENSSL_cleanse(der, (size_t)len);
+		OPENSSL_cleanse(der, len);
 	OPENSSL_free(der);
-	PKCS12_free(p12);
 	return ret;
 }

@@ -42,11 +42,11 @@ enum { STLS_CERT_P12_ITERATIONS = 200000 };
 [[nodiscard]] enum stls_err stls_cert_write_csr(const char *path, X509_REQ *req, bool force, char *err, size_t err_len);
 
 /* Writes bundle (key, leaf, chain in its order) as a DER PKCS#12 file protected by password, with
- * friendly name name (may be NULL), mode 0600. The key and the certificates are encrypted with
- * pbeWithSHAAnd3-KeyTripleDES-CBC and the file is MACed with HMAC-SHA1, STLS_CERT_P12_ITERATIONS
- * iterations each: the strongest the linked BoringSSL writes, and what OpenSSL 3 reads without its
- * legacy provider. An empty password is refused. Returns as stls_cert_write_file, STLS_ERR_TLS
- * when the file cannot be made. */
+ * friendly name name (may be NULL), mode 0600, encoded by stls_p12_encode as OpenSSL 3 does by
+ * default: PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) for the key and the certificates, an
+ * HMAC-SHA256 MAC, STLS_CERT_P12_ITERATIONS iterations each. An empty password is refused, and
+ * one that is not UTF-8 (STLS_ERR_CONFIG). Returns as stls_cert_write_file, STLS_ERR_TLS when the
+ * file cannot be made. */
 [[nodiscard]] enum stls_err stls_cert_write_p12(const char *path, const struct stls_cert_bundle *bundle,
 						const char *password, const char *name, bool force, char *err,
 						size_t err_len);

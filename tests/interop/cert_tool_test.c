@@ -4,6 +4,7 @@
  * starttlsd; a request signed by a test CA and installed with the tool is verified by
  * `openssl s_client -verify_return_error` and by Postfix's posttls-finger. */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -458,4 +459,62 @@ Test(cert_tool, exported_pkcs12_is_read_by_openssl_and_served, .init = setup)
 		     0, "%s", out);
 	const char *flags[] = { "--p12", f("b.p12"), "--p12-password-file", f("pw"), NULL };
 	served_and_verified(flags);
+}
+
+/* Spec S5: the signed certificate replaces the self-signed one for the same key, in a running
+ * daemon, on SIGHUP. */
+Test(cert_tool, installed_certificate_replaces_the_self_signed_one_on_reload, .init = setup)
+{
+	cr_assert_eq(tool("selfsign", "--cn", "mx.test", "--key-type", "ecdsa-p256", "--out-key", f("mx.key"),
+			  "--out-cert", f("mx.pem"), NULL),
+		     0, "%s", out);
+	cr_assert(stls_fixture_start_backend(&fx, NULL), "see %s", fx.backend_log);
+	const char *flags[] = { "--cert", f("mx.pem"), "--key", f("mx.key"), NULL };
+	cr_assert(stls_fixture_start_proxy(&fx, flags), "see %s", fx.proxy_out);
+	const char *verify[] = { "-CAfile", p("ca.pem"), "-verify_return_error", "-verify_hostname", "mx.test", NULL };
+	cr_assert_neq(stls_fixture_s_client(&fx, verify, "QUIT\n", out, sizeof(out)), 0, "self-signed, verified?\n%s",
+		      out);
+
+	cr_assert_eq(tool("csr", "--key", f("mx.key"), "--cn", "mx.test", "--out", f("mx.csr"), NULL), 0, "%s", out);
+	cr_assert_eq(run("openssl", "x509", "-req", "-in", f("mx.csr"), "-CA", p("int.pem"), "-CAkey", p("int.key"),
+			 "-CAcreateserial", "-days", "90", "-copy_extensions", "copy", "-out", f("signed.pem"), NULL),
+		     0, "%s", out);
+	/* The same file the daemon reads: refused without --force, replaced with it. */
+	cr_assert_eq(tool("install", "--key", f("mx.key"), "--cert", f("signed.pem"), "--chain", p("int.pem"),
+			  "--out-cert", f("mx.pem"), NULL),
+		     1, "%s", out);
+	cr_assert_eq(tool("install", "--key", f("mx.key"), "--cert", f("signed.pem"), "--chain", p("int.pem"),
+			  "--out-cert", f("mx.pem"), "--force", NULL),
+		     0, "%s", out);
+	cr_assert_eq(kill(fx.proxy.pid, SIGHUP), 0);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "reload committed", 10000), "see %s", fx.proxy_log);
+	cr_assert_eq(stls_fixture_s_client(&fx, verify, "QUIT\n", out, sizeof(out)), 0, "%s", out);
+	cr_assert(strstr(out, "Verify return code: 0 (ok)") || strstr(out, "Verification: OK"), "%s", out);
+	char dest[64];
+	snprintf(dest, sizeof(dest), "[127.0.0.1]:%u", fx.proxy_port);
+	cr_assert_eq(run("posttls-finger", "-c", "-l", "secure", "-F", p("ca.pem"), dest, "mx.test", NULL), 0, "%s",
+		     out);
+	cr_assert(strstr(out, "Verified TLS connection established"), "%s", out);
+}
+
+/* Point 3 of the issue: the daemon's start-up checks are the tool's, word for word. */
+Test(cert_tool, the_daemon_reports_what_check_reports, .init = setup)
+{
+	char daemon[320];
+	stls_proc_build_path("starttlsd", daemon, sizeof(daemon));
+	cr_assert_eq(run(daemon, "--check", "--hostname", "smtp.test", "--cert", p("leaf.pem"), "--key", p("leaf.key"),
+			 "--chain", p("chain-dup.pem"), NULL),
+		     0, "%s", out);
+	const char *same[] = {
+		"the certificate does not cover the listener hostname smtp.test",
+		"duplicate certificate \"CN = Test Intermediate\" in the chain, dropped",
+	};
+	for (size_t i = 0; i < 2; i++)
+		cr_assert(strstr(out, same[i]), "starttlsd --check lacks \"%s\":\n%s", same[i], out);
+	cr_assert(strstr(out, "starttlsd: certificate warning: the certificate does not cover"), "%s", out);
+	cr_assert_eq(tool("check", "--cert", p("leaf.pem"), "--key", p("leaf.key"), "--chain", p("chain-dup.pem"),
+			  "--hostname", "smtp.test", NULL),
+		     1, "%s", out);
+	for (size_t i = 0; i < 2; i++)
+		cr_assert(strstr(out, same[i]), "check lacks \"%s\":\n%s", same[i], out);
 }

@@ -142,19 +142,15 @@ enum stls_err stls_cert_write_certs(const char *path, X509 *leaf, const STACK_OF
 		snprintf(err, err_len, "%s: no certificate to write", path);
 		return STLS_ERR_INTERNAL;
 	}
-	enum stls_err ret = STLS_ERR_TLS;
+	enum stls_err ret;
 	BIO *bio = BIO_new(BIO_s_mem());
-	if (!bio || (leaf && !PEM_write_bio_X509(bio, leaf)))
-		goto fail;
-	for (size_t i = 0; i < sk_X509_num(chain); i++) {
-		if (!PEM_write_bio_X509(bio, sk_X509_value(chain, i)))
-			goto fail;
-	}
-	ret = write_bio(path, bio, 0644, false, force, err, err_len);
-	goto out;
-fail:
-	ret = encode_failed(path, err, err_len);
-out:
+	bool ok = bio && (!leaf || PEM_write_bio_X509(bio, leaf));
+	for (size_t i = 0; ok && i < sk_X509_num(chain); i++)
+		ok = PEM_write_bio_X509(bio, sk_X509_value(chain, i));
+	if (ok)
+		ret = write_bio(path, bio, 0644, false, force, err, err_len);
+	else
+		ret = encode_failed(path, err, err_len);
 	BIO_free(bio);
 	return ret;
 }

@@ -11,38 +11,35 @@
 enum stls_err stls_csr_new(X509_REQ **out_req, EVP_PKEY *key, const char *cn, const char *const *sans, size_t num_sans,
 			   char *err, size_t err_len)
 {
-	enum stls_err ret = STLS_ERR_TLS;
 	char san[4096];
 	X509_EXTENSION *ext = NULL;
 	STACK_OF(X509_EXTENSION) *exts = NULL;
 	X509_REQ *req = NULL;
-	ret = stls_selfsign_san(san, sizeof(san), cn, sans, num_sans, err, err_len);
+	enum stls_err ret = stls_selfsign_san(san, sizeof(san), cn, sans, num_sans, err, err_len);
 	if (ret != STLS_OK)
 		goto out;
-	ret = STLS_ERR_TLS;
 	req = X509_REQ_new();
 	exts = sk_X509_EXTENSION_new_null();
-	if (!req || !exts)
-		goto fail;
 	X509V3_CTX ctx;
 	X509V3_set_ctx(&ctx, NULL, NULL, req, NULL, 0);
-	ext = X509V3_EXT_nconf_nid(NULL, &ctx, NID_subject_alt_name, san);
-	if (!ext || !sk_X509_EXTENSION_push(exts, ext))
-		goto fail;
-	ext = NULL;
-	X509_NAME *name = X509_REQ_get_subject_name(req);
-	/* RFC 2986 4.1: version 0 is the only one defined. */
-	if (!X509_REQ_set_version(req, X509_REQ_VERSION_1) ||
-	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const uint8_t *)cn, -1, -1, 0) ||
-	    !X509_REQ_set_pubkey(req, key) || !X509_REQ_add_extensions(req, exts) ||
-	    !X509_REQ_sign(req, key, EVP_sha256()))
-		goto fail;
+	if (req && exts)
+		ext = X509V3_EXT_nconf_nid(NULL, &ctx, NID_subject_alt_name, san);
+	bool ok = ext && sk_X509_EXTENSION_push(exts, ext);
+	if (ok)
+		ext = NULL;
+	/* RFC 2986 4.1: version 0 (X509_REQ_VERSION_1) is the only one defined. */
+	ok = ok && X509_REQ_set_version(req, X509_REQ_VERSION_1) &&
+	     X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_ASC, (const uint8_t *)cn, -1, -1,
+					0) &&
+	     X509_REQ_set_pubkey(req, key) && X509_REQ_add_extensions(req, exts) &&
+	     X509_REQ_sign(req, key, EVP_sha256());
+	if (!ok) {
+		snprintf(err, err_len, "cannot make the request: %s", ERR_reason_error_string(ERR_peek_last_error()));
+		ret = STLS_ERR_TLS;
+		goto out;
+	}
 	*out_req = req;
 	req = NULL;
-	ret = STLS_OK;
-	goto out;
-fail:
-	snprintf(err, err_len, "cannot make the request: %s", ERR_reason_error_string(ERR_peek_last_error()));
 out:
 	X509_EXTENSION_free(ext);
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);

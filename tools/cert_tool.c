@@ -121,6 +121,12 @@ static bool outputs_writable(const char *const paths[], size_t num, bool force)
 			fprintf(stderr, "starttls-cert: %s\n", err);
 			ok = false;
 		}
+		for (size_t j = 0; j < i && paths[i]; j++) {
+			if (paths[j] && strcmp(paths[i], paths[j]) == 0) {
+				fprintf(stderr, "starttls-cert: %s is named for two outputs\n", paths[i]);
+				ok = false;
+			}
+		}
 	}
 	return ok;
 }
@@ -200,7 +206,7 @@ static int cmd_selfsign(const struct opts *o)
 		rc = ret == STLS_ERR_USAGE ? usage("selfsign", err) : fail("%s", err);
 		goto out;
 	}
-	if (!check_bundle(&b, o->cn, &r))
+	if (!check_bundle(&b, NULL, &r))
 		goto out;
 	if (stls_cert_write_key(o->out_key, b.key, o->force, err, sizeof(err)) != STLS_OK ||
 	    stls_cert_write_certs(o->out_cert, b.leaf, NULL, o->force, err, sizeof(err)) != STLS_OK) {

@@ -207,6 +207,10 @@ Test(cert_tool, nothing_is_replaced_without_force, .init = setup)
 	cr_assert_str_eq(before, after);
 	free(after);
 	cr_assert_eq(tool("csr", "--new-key", f("k"), "--cn", "mx.test", "--out", f("r"), NULL), 1, "%s", out);
+	cr_assert_eq(tool("selfsign", "--cn", "mx.test", "--out-key", f("same"), "--out-cert", f("same"), NULL), 1,
+		     "%s", out);
+	cr_assert(strstr(out, "is named for two outputs"), "%s", out);
+	cr_assert_not(exists(f("same")));
 	cr_assert_not(exists(f("r")));
 	cr_assert_eq(tool("selfsign", "--cn", "mx.test", "--out-key", f("k"), "--out-cert", f("c"), "--force", NULL), 0,
 		     "%s", out);

@@ -33,11 +33,13 @@ SOURCES = {
     "proto": ["smtp_lex.c", "smtp_reply.c", "smtp_data.c", "ehlo.c", "relay.c", "relay_server.c", "inbound.c",
               "outbound.c", "next_hop.c", "dns.c", "alert.c", "backend_probe.c", "dest_policy.c", "routes.c",
               "proxy_proto.c", "sender_groups.c"],
-    "tls": ["cert.c", "selfsign.c", "tickets.c", "ctx.c", "conn.c"],
+    "tls": ["cert.c", "cert_write.c", "csr.c", "p12.c", "selfsign.c", "tickets.c", "ctx.c", "conn.c"],
 }
 DAEMON_MAIN = "core/main.c"
 # The load generator runs on the same engine.
 BENCH_SOURCES = ["bench/hist.c", "bench/client.c", "bench/main.c"]
+# The certificate tool runs the daemon's own checks (tls/cert.c).
+CERT_TOOL_SOURCES = ["tools/cert_tool.c"]
 
 # Fuzz targets: one program each (libFuzzer), built only by the --fuzz variant.
 FUZZ_DIR = "tests/fuzz"
@@ -233,6 +235,9 @@ def generate(args, argv):
     micro = "%s/starttls-micro" % builddir
     n.build(micro, "link", compile_all(["bench/micro.c"]) + [lib])
     n.line()
+    cert_tool = "%s/starttls-cert" % builddir
+    n.build(cert_tool, "link", compile_all(CERT_TOOL_SOURCES) + [lib])
+    n.line()
 
     test_sources = []
     for d in TEST_DIRS:
@@ -244,9 +249,9 @@ def generate(args, argv):
     tests = "%s/tests/starttlsd-tests" % builddir
     n.build(tests, "link", compile_all(test_sources) + [lib], variables={"extra_libs": "-lcriterion"})
     n.line()
-    n.build("test", "run_tests", implicit=[daemon, tests, bench])
-    n.build("all", "phony", [daemon, tests, bench, micro])
-    n.default([daemon, tests, bench, micro])
+    n.build("test", "run_tests", implicit=[daemon, tests, bench, cert_tool])
+    n.build("all", "phony", [daemon, tests, bench, micro, cert_tool])
+    n.default([daemon, tests, bench, micro, cert_tool])
     return ninja_file, "".join(out)
 
 

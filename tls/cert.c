@@ -9,7 +9,9 @@
 #include <openssl/pkcs8.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <openssl/x509v3.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/mem.h"
@@ -120,6 +122,21 @@ static enum stls_err read_certs(STACK_OF(X509) * chain, X509 **out_first, const 
 	return STLS_OK;
 }
 
+enum stls_err stls_cert_load_key(EVP_PKEY **out_key, const char *path, char *err, size_t err_len)
+{
+	BIO *bio = open_file(path, err, err_len);
+	if (!bio)
+		return STLS_ERR_CONFIG;
+	*out_key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	if (!*out_key) {
+		snprintf(err, err_len, "%s: no usable private key (%s; an encrypted key must be decrypted first)", path,
+			 ssl_reason());
+		return STLS_ERR_CONFIG;
+	}
+	return STLS_OK;
+}
+
 enum stls_err stls_cert_load_pem(struct stls_cert_bundle *out, const char *cert_path, const char *key_path,
 				 const char *chain_path, char *err, size_t err_len)
 {
@@ -134,17 +151,7 @@ enum stls_err stls_cert_load_pem(struct stls_cert_bundle *out, const char *cert_
 		goto out;
 	if (chain_path && read_certs(out->chain, NULL, chain_path, err, err_len) != STLS_OK)
 		goto out;
-	BIO *bio = open_file(key_path, err, err_len);
-	if (!bio)
-		goto out;
-	out->key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
-	BIO_free(bio);
-	if (!out->key) {
-		snprintf(err, err_len, "%s: no usable private key (%s; an encrypted key must be decrypted first)",
-			 key_path, ssl_reason());
-		goto out;
-	}
-	ret = STLS_OK;
+	ret = key_path ? stls_cert_load_key(&out->key, key_path, err, err_len) : STLS_OK;
 out:
 	if (ret != STLS_OK)
 		stls_cert_bundle_cleanup(out);
@@ -255,11 +262,29 @@ enum stls_err stls_cert_check(struct stls_cert_bundle *b, struct stls_cert_repor
 {
 	*r = (struct stls_cert_report){ 0 };
 	char name[160];
-	if (!b->leaf || !b->key) {
-		stls_cert_report_add(r, STLS_CERT_ERROR, "no certificate or no key");
+	if (!b->leaf) {
+		stls_cert_report_add(r, STLS_CERT_ERROR, "no certificate");
 		return STLS_ERR_CONFIG;
 	}
-	if (!X509_check_private_key(b->leaf, b->key))
+	/* A CA's bundle may come intermediates first: the key says which certificate is the leaf. */
+	if (b->key && b->chain && !X509_check_private_key(b->leaf, b->key)) {
+		for (size_t i = 0; i < sk_X509_num(b->chain); i++) {
+			X509 *x = sk_X509_value(b->chain, i);
+			if (X509_check_private_key(x, b->key)) {
+				sk_X509_set(b->chain, i, b->leaf);
+				b->leaf = x;
+				stls_cert_name(x, name, sizeof(name));
+				stls_cert_report_add(
+					r, STLS_CERT_WARNING,
+					"the certificate of the key, \"%s\", is not the first in its file; "
+					"it is sent first",
+					name);
+				break;
+			}
+		}
+	}
+	ERR_clear_error();
+	if (b->key && !X509_check_private_key(b->leaf, b->key))
 		stls_cert_report_add(r, STLS_CERT_ERROR, "the private key does not match the certificate");
 	ERR_clear_error();
 	check_validity(r, b->leaf, "certificate");
@@ -299,7 +324,16 @@ enum stls_err stls_cert_check(struct stls_cert_bundle *b, struct stls_cert_repor
 		}
 		if (!next)
 			break;
-		sk_X509_push(ordered, next);
+		if (!sk_X509_push(ordered, next)) {
+			X509_free(next);
+			stls_cert_report_add(r, STLS_CERT_ERROR, "out of memory");
+			break;
+		}
+		if (self_signed(next)) {
+			stls_cert_name(next, name, sizeof(name));
+			stls_cert_report_add(r, STLS_CERT_INFO,
+					     "the chain holds the root \"%s\"; peers use their own copy of it", name);
+		}
 		check_validity(r, next, "intermediate");
 		cur = next;
 	}
@@ -311,7 +345,9 @@ enum stls_err stls_cert_check(struct stls_cert_bundle *b, struct stls_cert_repor
 				     name);
 	}
 	if (reordered)
-		stls_cert_report_add(r, STLS_CERT_INFO, "intermediates were out of order; they are sent leaf first");
+		stls_cert_report_add(r, STLS_CERT_WARNING,
+				     "intermediates are out of order (each must follow the certificate it issued); "
+				     "they are sent leaf first");
 	if (sk_X509_num(ordered) == 0 && !self_signed(b->leaf)) {
 		char issuer[160] = "";
 		X509_NAME_oneline(X509_get_issuer_name(b->leaf), issuer, sizeof(issuer));
@@ -342,8 +378,11 @@ void stls_cert_describe(const struct stls_cert_bundle *b, char *out, size_t out_
 		BIO_free(bio);
 	}
 	const char *type = "unknown";
-	if (b->key) {
-		switch (EVP_PKEY_id(b->key)) {
+	/* Without the private key (the tool's check), the certificate's public key tells the same. */
+	EVP_PKEY *pub = b->key ? NULL : b->leaf ? X509_get_pubkey(b->leaf) : NULL;
+	const EVP_PKEY *key = b->key ? b->key : pub;
+	if (key) {
+		switch (EVP_PKEY_id(key)) {
 		case EVP_PKEY_RSA: type = "RSA"; break;
 		case EVP_PKEY_EC: type = "ECDSA"; break;
 		case EVP_PKEY_ED25519: type = "Ed25519"; break;
@@ -351,5 +390,89 @@ void stls_cert_describe(const struct stls_cert_bundle *b, char *out, size_t out_
 		}
 	}
 	snprintf(out, out_len, "\"%s\" (%s %d bits, %zu intermediates, expires %s)", name, type,
-		 b->key ? EVP_PKEY_bits(b->key) : 0, b->chain ? sk_X509_num(b->chain) : 0, expiry);
+		 key ? EVP_PKEY_bits(key) : 0, b->chain ? sk_X509_num(b->chain) : 0, expiry);
+	EVP_PKEY_free(pub);
+}
+
+bool stls_cert_covers(const X509 *cert, const char *name)
+{
+	/* RFC 6125 6.4: DNS names from subjectAltName (the CN only when there is none), one wildcard
+	 * label at the left; BoringSSL's matcher applies those rules. */
+	bool ok = X509_check_host((X509 *)cert, name, strlen(name), 0, NULL) == 1;
+	ERR_clear_error();
+	return ok;
+}
+
+void stls_cert_check_names(struct stls_cert_report *r, const X509 *leaf, enum stls_cert_severity sev,
+			   const char *hostname, const char *const *mx, size_t num_mx)
+{
+	/* Spec S4: for a verifiable inbound connection the MX record's name, the certificate's name and
+	 * the listener's hostname must agree. A sender verifies the certificate against the MX name. */
+	if (hostname && hostname[0]) {
+		if (stls_cert_covers(leaf, hostname))
+			stls_cert_report_add(r, STLS_CERT_INFO, "the certificate covers the listener hostname %s",
+					     hostname);
+		else
+			stls_cert_report_add(r, sev,
+					     "the certificate does not cover the listener hostname %s (spec S4: "
+					     "the MX name, the certificate and the hostname must agree)",
+					     hostname);
+	}
+	for (size_t i = 0; i < num_mx; i++) {
+		if (!stls_cert_covers(leaf, mx[i]))
+			stls_cert_report_add(r, sev,
+					     "the certificate does not cover the MX host %s: senders that verify "
+					     "will refuse it",
+					     mx[i]);
+		else if (hostname && hostname[0] && strcasecmp(mx[i], hostname) != 0)
+			stls_cert_report_add(r, STLS_CERT_WARNING,
+					     "the MX host %s differs from the listener hostname %s (spec S4): the "
+					     "greeting names another host than the one senders looked up",
+					     mx[i], hostname);
+		else
+			stls_cert_report_add(r, STLS_CERT_INFO, "the certificate covers the MX host %s", mx[i]);
+	}
+}
+
+enum stls_err stls_cert_check_trust(struct stls_cert_report *r, const struct stls_cert_bundle *b, const char *ca_path,
+				    const char *hostname)
+{
+	enum stls_err ret = STLS_ERR_CONFIG;
+	X509_STORE *store = X509_STORE_new();
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	if (!store || !ctx || !b->leaf) {
+		stls_cert_report_add(r, STLS_CERT_ERROR, "out of memory");
+		goto out;
+	}
+	if (!X509_STORE_load_locations(store, ca_path, NULL)) {
+		stls_cert_report_add(r, STLS_CERT_ERROR, "%s: cannot be read as PEM certificates (%s)", ca_path,
+				     ssl_reason());
+		goto out;
+	}
+	if (!X509_STORE_CTX_init(ctx, store, b->leaf, b->chain) ||
+	    !X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER)) {
+		stls_cert_report_add(r, STLS_CERT_ERROR, "cannot set up verification: %s", ssl_reason());
+		goto out;
+	}
+	if (hostname && hostname[0])
+		X509_VERIFY_PARAM_set1_host(X509_STORE_CTX_get0_param(ctx), hostname, strlen(hostname));
+	if (X509_verify_cert(ctx) == 1) {
+		stls_cert_report_add(r, STLS_CERT_INFO, "a peer that trusts %s verifies it%s%s (chain of %zu)", ca_path,
+				     hostname && hostname[0] ? " for " : "", hostname ? hostname : "",
+				     sk_X509_num(X509_STORE_CTX_get0_chain(ctx)));
+		ret = STLS_OK;
+		goto out;
+	}
+	int code = X509_STORE_CTX_get_error(ctx);
+	char name[160] = "";
+	X509 *at = X509_STORE_CTX_get_current_cert(ctx);
+	if (at)
+		stls_cert_name(at, name, sizeof(name));
+	stls_cert_report_add(r, STLS_CERT_ERROR, "a peer that trusts %s cannot verify it: %s (at \"%s\", depth %d)",
+			     ca_path, X509_verify_cert_error_string(code), name, X509_STORE_CTX_get_error_depth(ctx));
+out:
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+	ERR_clear_error();
+	return ret;
 }

@@ -53,6 +53,9 @@ enum stls_err stls_tls_server_new(struct stls_tls_server **out, struct stls_cert
 			 srv->report.num_errors == 1 ? "" : "s");
 		goto out;
 	}
+	/* Spec S4: peers verify the name they connected to; the greeting's name should be one of them. */
+	if (!srv->demo)
+		stls_cert_check_names(&srv->report, bundle.leaf, STLS_CERT_WARNING, cfg->hostname, NULL, 0);
 	stls_cert_describe(&bundle, srv->describe, sizeof(srv->describe));
 
 	srv->ctx = SSL_CTX_new(TLS_method());

@@ -11,6 +11,7 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 static const char *const key_type_names[STLS_KEY__COUNT] = {
@@ -93,27 +94,41 @@ static bool valid_dns_name(const char *name)
 	return true;
 }
 
+enum stls_err stls_selfsign_san(char *out, size_t out_len, const char *cn, const char *const *sans, size_t num_sans,
+				char *err, size_t err_len)
+{
+	size_t used = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i <= num_sans; i++) {
+		const char *name = i == 0 ? cn : sans[i - 1];
+		if (!valid_dns_name(name)) {
+			snprintf(err, err_len, "\"%s\" is not a host name", name);
+			return STLS_ERR_USAGE;
+		}
+		/* The CN is always the first subjectAltName; naming it again with --san adds nothing. */
+		if (i > 0 && strcasecmp(name, cn) == 0)
+			continue;
+		int n = snprintf(out + used, out_len - used, "%sDNS:%s", used ? "," : "", name);
+		if (n < 0 || (size_t)n >= out_len - used) {
+			snprintf(err, err_len, "too many names");
+			return STLS_ERR_USAGE;
+		}
+		used += (size_t)n;
+	}
+	return STLS_OK;
+}
+
 enum stls_err stls_selfsign(X509 **out_cert, EVP_PKEY *key, const char *cn, const char *const *sans, size_t num_sans,
 			    unsigned days, char *err, size_t err_len)
 {
 	enum stls_err ret = STLS_ERR_TLS;
 	X509 *cert = X509_new();
 	char san[4096];
-	size_t used = 0;
 	if (!cert)
 		goto fail;
-	for (size_t i = 0; i <= num_sans; i++) {
-		const char *name = i == 0 ? cn : sans[i - 1];
-		if (!valid_dns_name(name)) {
-			snprintf(err, err_len, "\"%s\" is not a host name", name);
-			goto out;
-		}
-		int n = snprintf(san + used, sizeof(san) - used, "%sDNS:%s", used ? "," : "", name);
-		if (n < 0 || (size_t)n >= sizeof(san) - used) {
-			snprintf(err, err_len, "too many names");
-			goto out;
-		}
-		used += (size_t)n;
+	if (stls_selfsign_san(san, sizeof(san), cn, sans, num_sans, err, err_len) != STLS_OK) {
+		ret = STLS_ERR_USAGE;
+		goto out;
 	}
 	uint8_t serial_bytes[16];
 	RAND_bytes(serial_bytes, sizeof(serial_bytes));

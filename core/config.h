@@ -70,6 +70,8 @@ struct stls_config {
 	unsigned num_accept_proxy;
 	uint32_t proxy_header_timeout_ms;
 	uint32_t max_per_ip;
+	struct stls_addr stats_listen[1];
+	unsigned num_stats_listen;
 	char sender_groups_path[1024];
 
 	struct stls_addr outbound_listen[STLS_MAX_LISTEN];

@@ -157,6 +157,10 @@ static const struct flag flags[] = {
 
 	{ NULL, NULL, FK__COUNT, 0, 0, 0, 0, NULL, "Logging and control:" },
 	{ "log", "FILE|-", FK_STRING, CFG(log_path), 0, 0, "-", "mail log file, '-' for stderr" },
+	{ "stats-listen", "ADDR:PORT", FK_LISTEN, CFG(stats_listen), 0, 1, NULL,
+	  "serve counters at http://ADDR:PORT/metrics (Prometheus) and /status; bind a management address "
+	  "(default: off)",
+	  NULL, offsetof(struct stls_config, num_stats_listen) },
 	{ "check", NULL, FK_BOOL, CFG(check), 0, 0, NULL,
 	  "validate the settings, print them and exit (0 valid, 1 not)" },
 	{ "help", NULL, FK_ACTION, 0, 0, 0, 0, NULL, "print this help and exit" },

@@ -23,6 +23,7 @@
 #include "core/mem.h"
 #include "core/net.h"
 #include "core/snapshot.h"
+#include "core/stats.h"
 #include "core/worker.h"
 #include "proto/backend_probe.h"
 #include "proto/alert.h"
@@ -57,6 +58,10 @@ struct daemon {
 	struct stls_inbound_conf *inbound; /* the daemon's reference */
 	uint64_t next_ticket_ms;
 	struct timespec ticket_mtime;
+	struct stls_stats_server stats;
+	uint64_t start_ms;
+	uint64_t reloads_committed;
+	uint64_t reloads_refused;
 };
 
 static uint64_t monotonic_ms(void)
@@ -360,6 +365,7 @@ static void reload(struct daemon *d)
 	if (problems > 0) {
 		stls_log_warn("reload refused (%u problem%s above): the configuration in use stays", problems,
 			      problems == 1 ? "" : "s");
+		d->reloads_refused++;
 		conf_release(&c);
 		return;
 	}
@@ -383,6 +389,7 @@ static void reload(struct daemon *d)
 	conf_release(&c);
 	log_conf(d);
 	stls_log_info("reload committed: generation %llu", (unsigned long long)snap->gen);
+	d->reloads_committed++;
 }
 
 static int check_config(struct daemon *d)
@@ -539,17 +546,36 @@ static void on_signal(struct daemon *d, int sig)
 	}
 }
 
+static void serve_stats(struct daemon *d, uint64_t now)
+{
+	struct stls_snapshot *cur = stls_snapshot_current();
+	struct stls_stats_view v = {
+		.workers = d->workers,
+		.num_workers = d->num_workers,
+		.snapshot_gen = cur ? cur->gen : 0,
+		.backend_up = d->backend_up,
+		.reloads_committed = d->reloads_committed,
+		.reloads_refused = d->reloads_refused,
+		.log_dropped = stls_log_dropped(),
+		.uptime_s = (now - d->start_ms) / 1000,
+	};
+	stls_stats_server_run(&d->stats, &v, now);
+}
+
 static void main_loop(struct daemon *d)
 {
 	for (;;) {
-		struct pollfd pfd = { .fd = d->signal_fd, .events = POLLIN };
-		int ret = poll(&pfd, 1, STLS_MAIN_TICK_MS);
-		if (ret > 0) {
+		struct pollfd pfds[1 + STLS_STATS_MAX_CONNS + 1];
+		pfds[0] = (struct pollfd){ .fd = d->signal_fd, .events = POLLIN };
+		unsigned n = 1 + stls_stats_server_pollfds(&d->stats, pfds + 1, STLS_STATS_MAX_CONNS + 1);
+		int ret = poll(pfds, n, STLS_MAIN_TICK_MS);
+		if (ret > 0 && pfds[0].revents) {
 			struct signalfd_siginfo si;
 			while (read(d->signal_fd, &si, sizeof(si)) == sizeof(si))
 				on_signal(d, (int)si.ssi_signo);
 		}
 		uint64_t now = monotonic_ms();
+		serve_stats(d, now);
 		if (d->draining) {
 			if (!d->grace_over && now >= d->grace_end_ms) {
 				d->grace_over = true;
@@ -599,6 +625,8 @@ static int run(struct daemon *d)
 		return 1;
 
 	int status = 1;
+	d->stats.listen_fd = -1;
+	d->start_ms = monotonic_ms();
 	stls_log_info("starttlsd %s starting: %u workers%s, allocator %s, inbound TLS %s", STLS_VERSION, d->cfg.workers,
 		      d->cfg.no_pin ? "" : " pinned", stls_mem_allocator(),
 		      stls_tls_policy_str((enum stls_tls_policy)d->cfg.inbound_tls));
@@ -634,6 +662,13 @@ static int run(struct daemon *d)
 	for (unsigned l = 0; l < d->cfg.num_listen; l++)
 		stls_log_info("listening on %s for inbound SMTP, relaying to %s", d->cfg.listen[l].text,
 			      d->cfg.backend.text);
+	if (d->cfg.num_stats_listen) {
+		if (stls_stats_server_open(&d->stats, &d->cfg.stats_listen[0], err, sizeof(err)) != STLS_OK) {
+			stls_log_crit("--stats-listen: %s", err);
+			goto out;
+		}
+		stls_log_info("statistics at http://%s/metrics and /status", d->cfg.stats_listen[0].text);
+	}
 	for (unsigned l = 0; l < d->cfg.num_outbound_listen; l++)
 		stls_log_info("listening on %s for the outbound relay (%u allowed networks, first %s)",
 			      d->cfg.outbound_listen[l].text, d->cfg.num_outbound_allow,
@@ -646,6 +681,7 @@ static int run(struct daemon *d)
 	stls_log_info("stopped");
 	status = 0;
 out:
+	stls_stats_server_close(&d->stats);
 	stop_workers(d);
 	stls_log_stop();
 	stls_snapshot_shutdown();

@@ -39,6 +39,7 @@ struct stls_worker_stats {
 	_Atomic uint64_t tls_success;
 	_Atomic uint64_t tls_failed;
 	_Atomic uint64_t starttls_injections; /* clear text sent after STARTTLS */
+	_Atomic uint64_t limit_rejects;	      /* refused by a sender group's limits or --max-per-ip */
 };
 
 enum stls_worker_control {

@@ -58,6 +58,7 @@ static bool in_rate_ok(struct stls_relay *in)
 	const struct stls_sender_group *g = in->group;
 	if (!g || g->rate_per_min == 0 || stls_admit_message(&in->admit, g->rate_per_min))
 		return true;
+	stls_counter_inc(&in->base.worker->stats.limit_rejects);
 	stls_log_info("ICID %llu REJECT SG %s rate: more than %u messages a minute from %s",
 		      (unsigned long long)in->base.id, g->name, g->rate_per_min, in->base.peer_ip);
 	stls_relay_pend_clear(in);
@@ -229,6 +230,7 @@ static bool in_admit(struct stls_relay *in)
 							(const struct sockaddr *)&s->peer, addr_max, rate);
 	if (res == STLS_ADMIT_OK)
 		return true;
+	stls_counter_inc(&s->worker->stats.limit_rejects);
 	const char *reply = "421 4.7.0 Too many connections from your address, try again later\r\n";
 	switch (res) {
 	case STLS_ADMIT_GROUP_FULL:

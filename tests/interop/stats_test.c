@@ -1,0 +1,159 @@
+/* Interop: --stats-listen. The counters a scrape shows follow what clients did (a TLS session with
+ * a message, a refusal by a sender-group limit, a reload), and the endpoint refuses what is not a
+ * short GET of one of its two pages. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tests/support/fixture.h"
+#include "tests/support/proc.h"
+#include "tests/support/smtp_client.h"
+
+static struct stls_fixture fx;
+static uint16_t stats_port;
+static char page[1 << 16];
+static char out[65536];
+
+static void setup(void)
+{
+	cr_assert(stls_fixture_init(&fx, "stats"));
+	cr_assert(stls_fixture_start_backend(&fx, NULL), "see %s", fx.backend_log);
+	do
+		stats_port = stls_proc_free_port();
+	while (stats_port == 0 || stats_port == fx.proxy_port || stats_port == fx.backend_port);
+	static char listen[64], groups[256];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", stats_port);
+	snprintf(groups, sizeof(groups), "%s/groups.txt", fx.dir);
+	static const char text[] = "ONE  preferred  127.0.0.66  max-per-ip=1\n";
+	cr_assert(stls_proc_write_file(groups, text, sizeof(text) - 1));
+	const char *args[] = { "--stats-listen", listen, "--sender-groups", groups, NULL };
+	cr_assert(stls_fixture_start_proxy(&fx, args), "see %s", fx.proxy_out);
+}
+
+static void teardown(void)
+{
+	stls_fixture_cleanup(&fx);
+}
+
+TestSuite(stats, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Sends request as it is and reads the whole answer into page. Returns the answer's length. */
+static size_t http(const char *request, size_t len)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(fd, 0);
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(stats_port) };
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct timeval tv = { .tv_sec = 5 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(send(fd, request, len, MSG_NOSIGNAL), (ssize_t)len);
+	size_t got = 0;
+	for (;;) {
+		ssize_t n = recv(fd, page + got, sizeof(page) - 1 - got, 0);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	page[got] = '\0';
+	close(fd);
+	return got;
+}
+
+/* The sum over workers of a counter on the /metrics page. */
+static unsigned long long metric(const char *name)
+{
+	char prefix[128];
+	snprintf(prefix, sizeof(prefix), "\n%s{worker=\"", name);
+	unsigned long long sum = 0;
+	for (const char *p = page; (p = strstr(p, prefix)); p++) {
+		const char *v = strchr(p + 1, ' ');
+		cr_assert_not_null(v);
+		sum += strtoull(v + 1, NULL, 10);
+	}
+	return sum;
+}
+
+static void scrape(void)
+{
+	static const char get[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+	cr_assert_gt(http(get, sizeof(get) - 1), 0);
+	cr_assert(strncmp(page, "HTTP/1.0 200 OK\r\n", 17) == 0, "%s", page);
+	cr_assert(strstr(page, "Content-Type: text/plain; version=0.0.4"), "%s", page);
+}
+
+Test(stats, counters_follow_sessions_limits_and_reloads)
+{
+	scrape();
+	unsigned long long accepted0 = metric("starttlsd_connections_accepted_total");
+	cr_assert(strstr(page, "starttlsd_workers 2\n"), "%s", page);
+	cr_assert(strstr(page, "starttlsd_info{version=\""), "%s", page);
+	cr_assert_eq(metric("starttlsd_tls_handshakes_total"), 0);
+	cr_assert_eq(metric("starttlsd_messages_total"), 0);
+
+	/* One TLS session carrying one message. */
+	const char *args[] = { "-name", "client.test", NULL };
+	const char *input =
+		"EHLO client.test\nMAIL FROM:<a@x.test>\nRCPT TO:<b@y.test>\nDATA\nSubject: s\n\nb\n.\nQUIT\n";
+	cr_assert_eq(stls_fixture_s_client(&fx, args, input, out, sizeof(out)), 0, "%s", out);
+	cr_assert(stls_fixture_wait_messages(&fx, 1, 5000));
+	/* One session over the group's max-per-ip. */
+	struct stls_smtp_client a, b;
+	cr_assert(stls_smtp_client_connect_addr(&a, "127.0.0.66", "127.0.0.1", fx.proxy_port, 5000));
+	cr_assert_eq(stls_smtp_client_reply(&a), 220);
+	cr_assert(stls_smtp_client_connect_addr(&b, "127.0.0.66", "127.0.0.1", fx.proxy_port, 5000));
+	cr_assert_eq(stls_smtp_client_reply(&b), 421, "%s", b.last);
+	/* One reload. */
+	cr_assert_eq(kill(fx.proxy.pid, SIGHUP), 0);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "reload committed", 5000));
+
+	scrape();
+	cr_assert_eq(metric("starttlsd_tls_handshakes_total"), 1, "%s", page);
+	cr_assert_eq(metric("starttlsd_messages_total"), 1, "%s", page);
+	cr_assert_eq(metric("starttlsd_client_limit_rejects_total"), 1, "%s", page);
+	cr_assert_eq(metric("starttlsd_connections_accepted_total") - accepted0, 3, "%s", page);
+	cr_assert_eq(metric("starttlsd_sessions"), 1, "the session from 127.0.0.66 is still open:\n%s", page);
+	cr_assert(strstr(page, "starttlsd_reloads_total{result=\"committed\"} 1\n"), "%s", page);
+	cr_assert(strstr(page, "starttlsd_backend_up 1\n"), "%s", page);
+	stls_smtp_client_close(&a);
+	stls_smtp_client_close(&b);
+
+	static const char status[] = "GET /status HTTP/1.0\r\n\r\n";
+	http(status, sizeof(status) - 1);
+	cr_assert(strstr(page, "\r\n\r\nstarttlsd ") && strstr(page, "messages: 1\n") && strstr(page, "backend: up\n"),
+		  "%s", page);
+}
+
+Test(stats, only_short_gets_of_its_pages)
+{
+	static const char post[] = "POST /metrics HTTP/1.0\r\n\r\n";
+	http(post, sizeof(post) - 1);
+	cr_assert(strncmp(page, "HTTP/1.0 405 ", 13) == 0, "%s", page);
+	static const char other[] = "GET /admin HTTP/1.0\r\n\r\n";
+	http(other, sizeof(other) - 1);
+	cr_assert(strncmp(page, "HTTP/1.0 404 ", 13) == 0, "%s", page);
+	static char big[4096];
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "GET /metrics HTTP/1.0\r\nX: ", 26);
+	http(big, sizeof(big));
+	cr_assert(strncmp(page, "HTTP/1.0 431 ", 13) == 0, "%s", page);
+	/* A silent client is dropped after its deadline, and the next scrape is still served. */
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(stats_port) };
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	char c;
+	struct timeval tv = { .tv_sec = 5 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	uint64_t start = stls_proc_now_ms();
+	cr_assert_eq(recv(fd, &c, 1, 0), 0, "a silent connection was not closed");
+	cr_assert_lt(stls_proc_now_ms() - start, 4500);
+	close(fd);
+	scrape();
+}

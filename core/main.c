@@ -559,6 +559,7 @@ static void serve_stats(struct daemon *d, uint64_t now)
 		.log_dropped = stls_log_dropped(),
 		.uptime_s = (now - d->start_ms) / 1000,
 	};
+	stls_alert_counts(&v.alerts_sent, &v.alerts_held);
 	stls_stats_server_run(&d->stats, &v, now);
 }
 
@@ -591,8 +592,7 @@ static void main_loop(struct daemon *d)
 		}
 		if (d->out) {
 			struct stls_snapshot *cur = stls_snapshot_current();
-			stls_alert_process(&d->cfg, (const struct sockaddr *)&cur->backend_addr, cur->backend_addr_len,
-					   now);
+			stls_alert_set_backend((const struct sockaddr *)&cur->backend_addr, cur->backend_addr_len);
 		}
 		stls_snapshot_collect();
 	}
@@ -657,6 +657,14 @@ static int run(struct daemon *d)
 		goto out;
 	}
 	probe_backend(d, true);
+	if (d->out) {
+		struct stls_snapshot *cur = stls_snapshot_current();
+		stls_alert_set_backend((const struct sockaddr *)&cur->backend_addr, cur->backend_addr_len);
+		if (stls_alert_start(&d->cfg) != STLS_OK) {
+			stls_log_crit("cannot start the alert thread: %s", strerror(errno));
+			goto out;
+		}
+	}
 	if (start_workers(d) != 0)
 		goto out;
 	for (unsigned l = 0; l < d->cfg.num_listen; l++)
@@ -683,6 +691,7 @@ static int run(struct daemon *d)
 out:
 	stls_stats_server_close(&d->stats);
 	stop_workers(d);
+	stls_alert_stop();
 	stls_log_stop();
 	stls_snapshot_shutdown();
 	stls_tls_server_put(d->tls);

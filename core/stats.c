@@ -107,6 +107,11 @@ size_t stls_stats_render_metrics(char *out, size_t cap, const struct stls_stats_
 	    "starttlsd_reloads_total{result=\"committed\"} %llu\nstarttlsd_reloads_total{result=\"refused\"} %llu\n",
 	    (unsigned long long)v->reloads_committed, (unsigned long long)v->reloads_refused);
 	put(&p,
+	    "# HELP starttlsd_alerts_total TLS alerts (spec S21) sent, and held back by --alert-interval.\n"
+	    "# TYPE starttlsd_alerts_total counter\nstarttlsd_alerts_total{result=\"sent\"} %llu\n"
+	    "starttlsd_alerts_total{result=\"held\"} %llu\n",
+	    (unsigned long long)v->alerts_sent, (unsigned long long)v->alerts_held);
+	put(&p,
 	    "# HELP starttlsd_log_dropped_total Log lines dropped because the log could not keep up.\n"
 	    "# TYPE starttlsd_log_dropped_total counter\nstarttlsd_log_dropped_total %llu\n",
 	    (unsigned long long)v->log_dropped);

@@ -35,6 +35,8 @@ struct stls_stats_view {
 	uint64_t reloads_committed;
 	uint64_t reloads_refused;
 	uint64_t log_dropped;
+	uint64_t alerts_sent;
+	uint64_t alerts_held;
 	uint64_t uptime_s;
 };
 

@@ -1,6 +1,9 @@
 #include "proto/alert.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -28,12 +31,18 @@ static struct {
 	struct alert_event queue[QUEUE_MAX];
 	unsigned num;
 	uint64_t dropped;
-} g_queue = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	pthread_cond_t wake; /* raised, a new backend, or stop */
+	bool stop;
+	struct sockaddr_storage backend;
+	socklen_t backend_len;
+} g_queue = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
 
-/* Main thread only. */
+/* The sending thread only. */
 static struct domain_state g_domains[DOMAINS_MAX];
 static unsigned g_num_domains;
-static uint64_t g_sent, g_held;
+static _Atomic uint64_t g_sent, g_held;
+static pthread_t g_thread;
+static bool g_started;
 
 void stls_alert_raise(const char *domain, const char *mx, const char *ip, const char *why)
 {
@@ -47,6 +56,7 @@ void stls_alert_raise(const char *domain, const char *mx, const char *ip, const 
 	} else {
 		g_queue.dropped++;
 	}
+	pthread_cond_signal(&g_queue.wake);
 	pthread_mutex_unlock(&g_queue.lock);
 }
 
@@ -99,7 +109,7 @@ static void send_alert(const struct stls_config *cfg, const struct sockaddr *bac
 	char err[256];
 	if (stls_backend_send_message(backend, backend_len, cfg->hostname, "", cfg->alert_to, message, SEND_TIMEOUT_MS,
 				      err, sizeof(err)) == STLS_OK) {
-		g_sent++;
+		atomic_fetch_add_explicit(&g_sent, 1, memory_order_relaxed);
 		stls_log_warn("alert about %s sent to <%s>", e->domain, cfg->alert_to);
 	} else {
 		stls_log_warn("alert about %s to <%s> could not be sent through the backend: %s", e->domain,
@@ -126,7 +136,7 @@ void stls_alert_process(const struct stls_config *cfg, const struct sockaddr *ba
 		struct domain_state *d = domain_state(events[i].domain);
 		if (d->last_sent_ms && now_ms - d->last_sent_ms < cfg->alert_interval_ms) {
 			d->held++;
-			g_held++;
+			atomic_fetch_add_explicit(&g_held, 1, memory_order_relaxed);
 			continue;
 		}
 		if (cfg->alert_to[0] && backend_len)
@@ -138,6 +148,70 @@ void stls_alert_process(const struct stls_config *cfg, const struct sockaddr *ba
 
 void stls_alert_counts(uint64_t *out_sent, uint64_t *out_held)
 {
-	*out_sent = g_sent;
-	*out_held = g_held;
+	*out_sent = atomic_load_explicit(&g_sent, memory_order_relaxed);
+	*out_held = atomic_load_explicit(&g_held, memory_order_relaxed);
+}
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void *sender_main(void *arg)
+{
+	const struct stls_config *cfg = arg;
+	if (stls_log_attach_thread() != STLS_OK)
+		fprintf(stderr, "starttlsd: the alert thread logs to stderr\n");
+	for (;;) {
+		struct sockaddr_storage backend;
+		socklen_t backend_len;
+		pthread_mutex_lock(&g_queue.lock);
+		while (!g_queue.stop && g_queue.num == 0 && g_queue.dropped == 0)
+			pthread_cond_wait(&g_queue.wake, &g_queue.lock);
+		bool stop = g_queue.stop;
+		backend = g_queue.backend;
+		backend_len = g_queue.backend_len;
+		pthread_mutex_unlock(&g_queue.lock);
+		if (stop)
+			break;
+		stls_alert_process(cfg, (const struct sockaddr *)&backend, backend_len, monotonic_ms());
+	}
+	return NULL;
+}
+
+enum stls_err stls_alert_start(const struct stls_config *cfg)
+{
+	if (g_started)
+		return STLS_OK;
+	int ret = pthread_create(&g_thread, NULL, sender_main, (void *)cfg);
+	if (ret != 0) {
+		errno = ret;
+		return STLS_ERR_IO;
+	}
+	g_started = true;
+	return STLS_OK;
+}
+
+void stls_alert_set_backend(const struct sockaddr *backend, socklen_t backend_len)
+{
+	pthread_mutex_lock(&g_queue.lock);
+	if (backend_len <= sizeof(g_queue.backend)) {
+		memcpy(&g_queue.backend, backend, backend_len);
+		g_queue.backend_len = backend_len;
+	}
+	pthread_mutex_unlock(&g_queue.lock);
+}
+
+void stls_alert_stop(void)
+{
+	if (!g_started)
+		return;
+	pthread_mutex_lock(&g_queue.lock);
+	g_queue.stop = true;
+	pthread_cond_signal(&g_queue.wake);
+	pthread_mutex_unlock(&g_queue.lock);
+	pthread_join(g_thread, NULL);
+	g_started = false;
 }

@@ -41,7 +41,7 @@ static void teardown(void)
 	stls_fixture_cleanup(&fx);
 }
 
-TestSuite(stats, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(stats, .fini = teardown, .timeout = 90);
 
 /* Sends request as it is and reads the whole answer into page. Returns the answer's length. */
 static size_t http(const char *request, size_t len)
@@ -88,7 +88,7 @@ static void scrape(void)
 	cr_assert(strstr(page, "Content-Type: text/plain; version=0.0.4"), "%s", page);
 }
 
-Test(stats, counters_follow_sessions_limits_and_reloads)
+Test(stats, counters_follow_sessions_limits_and_reloads, .init = setup)
 {
 	scrape();
 	unsigned long long accepted0 = metric("starttlsd_connections_accepted_total");
@@ -130,7 +130,7 @@ Test(stats, counters_follow_sessions_limits_and_reloads)
 		  "%s", page);
 }
 
-Test(stats, only_short_gets_of_its_pages)
+Test(stats, only_short_gets_of_its_pages, .init = setup)
 {
 	static const char post[] = "POST /metrics HTTP/1.0\r\n\r\n";
 	http(post, sizeof(post) - 1);
@@ -156,4 +156,84 @@ Test(stats, only_short_gets_of_its_pages)
 	cr_assert_lt(stls_proc_now_ms() - start, 4500);
 	close(fd);
 	scrape();
+}
+
+/* Alerts go through the backend, which may be slow or gone: a backend that accepts connections
+ * and never answers makes each alert wait its 10 s timeout. Those waits must not stall the main
+ * thread, which serves statistics, signals and reloads. */
+Test(stats, a_stuck_backend_does_not_stall_the_main_thread)
+{
+	cr_assert(stls_fixture_init(&fx, "statsalert"));
+	/* The destinations: a demo backend that offers no STARTTLS. */
+	static struct stls_proc dest = { .pid = -1 };
+	uint16_t dest_port, out_port;
+	do {
+		dest_port = stls_proc_free_port();
+		out_port = stls_proc_free_port();
+		stats_port = stls_proc_free_port();
+	} while (!dest_port || !out_port || !stats_port || dest_port == out_port || stats_port == out_port ||
+		 stats_port == dest_port || dest_port == fx.proxy_port || out_port == fx.proxy_port ||
+		 stats_port == fx.proxy_port || dest_port == fx.backend_port || out_port == fx.backend_port ||
+		 stats_port == fx.backend_port);
+	char listen_at[64], maildir[256], log[256];
+	snprintf(listen_at, sizeof(listen_at), "127.0.0.1:%u", dest_port);
+	snprintf(maildir, sizeof(maildir), "%s/dest-mail", fx.dir);
+	snprintf(log, sizeof(log), "%s/dest.log", fx.dir);
+	cr_assert(stls_demo_start(&dest, listen_at, maildir, log, NULL));
+	/* The legacy MTA: listens and never answers (connections wait in its backlog). */
+	int stuck = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(fx.backend_port) };
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int one = 1;
+	setsockopt(stuck, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	cr_assert_eq(bind(stuck, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(listen(stuck, 64), 0);
+
+	char policy[256], routes[256], routes_text[256], stats[64], outbound[64];
+	snprintf(policy, sizeof(policy), "%s/policy", fx.dir);
+	snprintf(routes, sizeof(routes), "%s/routes", fx.dir);
+	static const char policy_text[] = "* required\n";
+	cr_assert(stls_proc_write_file(policy, policy_text, sizeof(policy_text) - 1));
+	int n = snprintf(routes_text, sizeof(routes_text), "* 127.0.0.1:%u\n", dest_port);
+	cr_assert(stls_proc_write_file(routes, routes_text, (size_t)n));
+	snprintf(stats, sizeof(stats), "127.0.0.1:%u", stats_port);
+	snprintf(outbound, sizeof(outbound), "127.0.0.1:%u", out_port);
+	const char *args[] = {
+		"--outbound-listen",	  outbound,	    "--dest-policy", policy, "--routes", routes, "--alert-to",
+		"postmaster@legacy.test", "--stats-listen", stats,	     NULL
+	};
+	cr_assert(stls_fixture_start_proxy(&fx, args), "see %s", fx.proxy_out);
+
+	/* Three domains, three alerts: 30 s of waiting on the stuck backend. */
+	struct stls_smtp_client c;
+	cr_assert(stls_smtp_client_connect(&c, out_port, 10000));
+	cr_assert_eq(stls_smtp_client_reply(&c), 220, "%s", c.last);
+	cr_assert(stls_smtp_client_sends(&c, "EHLO legacy.test\r\n"));
+	cr_assert_eq(stls_smtp_client_reply(&c), 250, "%s", c.last);
+	const char *domains[] = { "a.test", "b.test", "c.test" };
+	for (int i = 0; i < 3; i++) {
+		char rcpt[64];
+		snprintf(rcpt, sizeof(rcpt), "RCPT TO:<x@%s>\r\n", domains[i]);
+		cr_assert(stls_smtp_client_sends(&c, "MAIL FROM:<a@legacy.test>\r\n"));
+		cr_assert_eq(stls_smtp_client_reply(&c), 250, "%s", c.last);
+		cr_assert(stls_smtp_client_sends(&c, rcpt));
+		int code = stls_smtp_client_reply(&c);
+		cr_assert(code >= 400 && code < 500, "RCPT to a destination without STARTTLS under required: %s",
+			  c.last);
+		cr_assert(stls_smtp_client_sends(&c, "RSET\r\n"));
+		cr_assert_eq(stls_smtp_client_reply(&c), 250, "%s", c.last);
+	}
+	stls_smtp_client_close(&c);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "c.test", 5000));
+	stls_proc_sleep_ms(300); /* the first alert is now waiting on the backend */
+	/* While the alerts wait, the main thread answers at once. */
+	uint64_t start = stls_proc_now_ms();
+	static const char status[] = "GET /status HTTP/1.0\r\n\r\n";
+	cr_assert_gt(http(status, sizeof(status) - 1), 0);
+	cr_assert(strncmp(page, "HTTP/1.0 200 OK", 15) == 0, "%s", page);
+	cr_assert_lt(stls_proc_now_ms() - start, 3000, "the statistics waited on the alerts");
+	cr_assert_eq(kill(fx.proxy.pid, SIGTERM), 0);
+	cr_assert_eq(stls_proc_wait(&fx.proxy, 20000), 0, "shutdown with an alert in flight");
+	stls_proc_stop(&dest, SIGTERM, 3000);
+	close(stuck);
 }

@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <stdalign.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -307,43 +308,59 @@ static void log_conf(struct daemon *d)
 			      d->cfg.ca_file[0] ? d->cfg.ca_file : "none");
 }
 
-/* Resolves and probes the backend, publishing a new snapshot when what clients are offered
- * changes. Logs transitions only, so a backend that stays down does not fill the log. */
-static void probe_backend(struct daemon *d, bool force_log)
+/* What one probe of the backend found. */
+struct probe_result {
+	bool resolved;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	bool up;
+	struct stls_ehlo_caps caps;
+	char err[256];
+};
+
+/* Resolves and probes the backend (blocking, bounded by PROBE_TIMEOUT_MS; any thread). */
+static void probe_run(const struct stls_config *cfg, struct probe_result *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->resolved = stls_backend_resolve(&r->addr, &r->addr_len, &cfg->backend, r->err, sizeof(r->err)) == STLS_OK;
+	if (!r->resolved)
+		r->addr_len = 0;
+	else
+		r->up = stls_backend_probe(&r->caps, (const struct sockaddr *)&r->addr, r->addr_len, cfg->hostname,
+					   PROBE_TIMEOUT_MS, r->err, sizeof(r->err)) == STLS_OK;
+}
+
+/* Publishes a new snapshot when what a probe found changes what clients are offered (main thread).
+ * Logs transitions only, so a backend that stays down does not fill the log. */
+static void probe_apply(struct daemon *d, const struct probe_result *r, bool force_log)
 {
 	struct stls_snapshot *cur = stls_snapshot_current();
-	struct sockaddr_storage addr;
-	socklen_t addr_len = 0;
-	char err[256];
-	struct stls_ehlo_caps caps;
-	bool up = false;
-
-	if (stls_backend_resolve(&addr, &addr_len, &d->cfg.backend, err, sizeof(err)) != STLS_OK) {
+	struct sockaddr_storage addr = r->addr;
+	socklen_t addr_len = r->addr_len;
+	bool up = r->up;
+	if (!r->resolved) {
 		addr_len = cur ? cur->backend_addr_len : 0; /* keep the last address that worked */
 		if (addr_len)
 			memcpy(&addr, &cur->backend_addr, addr_len);
-	} else if (stls_backend_probe(&caps, (const struct sockaddr *)&addr, addr_len, d->cfg.hostname,
-				      PROBE_TIMEOUT_MS, err, sizeof(err)) == STLS_OK) {
-		up = true;
 	}
-
 	if (up) {
-		bool changed = !cur || !cur->caps_known || cur->caps.mask != caps.mask || cur->caps.size != caps.size ||
-			       cur->backend_addr_len != addr_len || memcmp(&cur->backend_addr, &addr, addr_len) != 0;
+		bool changed = !cur || !cur->caps_known || cur->caps.mask != r->caps.mask ||
+			       cur->caps.size != r->caps.size || cur->backend_addr_len != addr_len ||
+			       memcmp(&cur->backend_addr, &addr, addr_len) != 0;
 		if (changed || force_log || !d->backend_up) {
 			char offered[256];
-			caps_describe(offered, sizeof(offered), &caps);
+			caps_describe(offered, sizeof(offered), &r->caps);
 			stls_log_info("backend %s capabilities: %s%s%s", d->cfg.backend.text,
 				      offered[0] ? offered : "(none)",
-				      caps.dropped[0] ? "; not offered to clients: " : "", caps.dropped);
+				      r->caps.dropped[0] ? "; not offered to clients: " : "", r->caps.dropped);
 		}
-		if (changed && publish_snapshot(d, &addr, addr_len, &caps) != STLS_OK)
+		if (changed && publish_snapshot(d, &addr, addr_len, &r->caps) != STLS_OK)
 			stls_log_crit("out of memory publishing a new snapshot");
 	} else {
 		if (d->backend_up || force_log)
 			stls_log_warn("backend %s probe failed: %s (EHLO offers only what is known; mail gets 421 "
 				      "while it is down)",
-				      d->cfg.backend.text, err);
+				      d->cfg.backend.text, r->err);
 		bool addr_changed = !cur || cur->backend_addr_len != addr_len ||
 				    (addr_len && memcmp(&cur->backend_addr, &addr, addr_len) != 0);
 		if (addr_changed &&
@@ -352,6 +369,110 @@ static void probe_backend(struct daemon *d, bool force_log)
 	}
 	d->backend_up = up;
 	d->next_probe_ms = monotonic_ms() + (up ? d->cfg.backend_probe_interval_ms : PROBE_RETRY_MS);
+}
+
+/* Probes on this thread and applies the result (start-up, before the prober runs). */
+static void probe_backend_now(struct daemon *d, bool force_log)
+{
+	struct probe_result r;
+	probe_run(&d->cfg, &r);
+	probe_apply(d, &r, force_log);
+}
+
+/* After start-up a thread of its own probes, so a backend that accepts and never answers (5 s a
+ * probe) does not stall signals, reloads and statistics; the main thread only asks and applies. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	pthread_t thread;
+	bool started;
+	bool want, force_log, busy, done, stop;
+	struct probe_result result;
+	const struct stls_config *cfg;
+} g_prober = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
+
+static void *prober_main(void *arg)
+{
+	(void)arg;
+	if (stls_log_attach_thread() != STLS_OK)
+		fprintf(stderr, "starttlsd: the backend prober logs to stderr\n");
+	pthread_mutex_lock(&g_prober.lock);
+	for (;;) {
+		while (!g_prober.want && !g_prober.stop)
+			pthread_cond_wait(&g_prober.wake, &g_prober.lock);
+		if (g_prober.stop)
+			break;
+		g_prober.want = false;
+		g_prober.busy = true;
+		pthread_mutex_unlock(&g_prober.lock);
+		struct probe_result r;
+		probe_run(g_prober.cfg, &r);
+		pthread_mutex_lock(&g_prober.lock);
+		g_prober.result = r;
+		g_prober.busy = false;
+		g_prober.done = true;
+	}
+	pthread_mutex_unlock(&g_prober.lock);
+	return NULL;
+}
+
+static enum stls_err prober_start(struct daemon *d)
+{
+	g_prober.cfg = &d->cfg;
+	int ret = pthread_create(&g_prober.thread, NULL, prober_main, NULL);
+	if (ret != 0) {
+		errno = ret;
+		return STLS_ERR_IO;
+	}
+	g_prober.started = true;
+	return STLS_OK;
+}
+
+static void prober_stop(void)
+{
+	if (!g_prober.started)
+		return;
+	pthread_mutex_lock(&g_prober.lock);
+	g_prober.stop = true;
+	pthread_cond_signal(&g_prober.wake);
+	pthread_mutex_unlock(&g_prober.lock);
+	pthread_join(g_prober.thread, NULL);
+	g_prober.started = false;
+}
+
+/* Asks for a probe (main thread); one already running or asked for is enough. */
+static void probe_backend(struct daemon *d, bool force_log)
+{
+	if (!g_prober.started) {
+		probe_backend_now(d, force_log);
+		return;
+	}
+	pthread_mutex_lock(&g_prober.lock);
+	g_prober.force_log |= force_log;
+	if (!g_prober.busy)
+		g_prober.want = true;
+	pthread_cond_signal(&g_prober.wake);
+	pthread_mutex_unlock(&g_prober.lock);
+	/* Not again before this one has answered (or, if it hangs, its timeout has passed). */
+	d->next_probe_ms = monotonic_ms() + PROBE_TIMEOUT_MS + PROBE_RETRY_MS;
+}
+
+/* Applies a probe the thread finished (main thread, every tick). */
+static void probe_collect(struct daemon *d)
+{
+	struct probe_result r;
+	bool force_log;
+	pthread_mutex_lock(&g_prober.lock);
+	bool done = g_prober.done;
+	if (done) {
+		r = g_prober.result;
+		force_log = g_prober.force_log;
+		g_prober.done = false;
+		g_prober.force_log = false;
+	}
+	pthread_mutex_unlock(&g_prober.lock);
+	if (done)
+		probe_apply(d, &r, force_log);
 }
 
 /* Spec S24: SIGHUP rebuilds the certificate, the ticket keys (from --ticket-key-file), the sender
@@ -575,6 +696,7 @@ static void main_loop(struct daemon *d)
 			while (read(d->signal_fd, &si, sizeof(si)) == sizeof(si))
 				on_signal(d, (int)si.ssi_signo);
 		}
+		probe_collect(d);
 		uint64_t now = monotonic_ms();
 		serve_stats(d, now);
 		if (d->draining) {
@@ -656,7 +778,11 @@ static int run(struct daemon *d)
 		stls_log_crit("no session-ticket keys: refusing to start");
 		goto out;
 	}
-	probe_backend(d, true);
+	probe_backend_now(d, true);
+	if (prober_start(d) != STLS_OK) {
+		stls_log_crit("cannot start the backend prober: %s", strerror(errno));
+		goto out;
+	}
 	if (d->out) {
 		struct stls_snapshot *cur = stls_snapshot_current();
 		stls_alert_set_backend((const struct sockaddr *)&cur->backend_addr, cur->backend_addr_len);
@@ -692,6 +818,7 @@ out:
 	stls_stats_server_close(&d->stats);
 	stop_workers(d);
 	stls_alert_stop();
+	prober_stop();
 	stls_log_stop();
 	stls_snapshot_shutdown();
 	stls_tls_server_put(d->tls);

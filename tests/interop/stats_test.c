@@ -158,9 +158,9 @@ Test(stats, only_short_gets_of_its_pages, .init = setup)
 	scrape();
 }
 
-/* Alerts go through the backend, which may be slow or gone: a backend that accepts connections
- * and never answers makes each alert wait its 10 s timeout. Those waits must not stall the main
- * thread, which serves statistics, signals and reloads. */
+/* Alerts and capability probes go through the backend, which may be slow or gone: a backend that
+ * accepts connections and never answers makes each alert wait its 10 s timeout and each probe its
+ * 5 s. Those waits must not stall the main thread, which serves statistics, signals and reloads. */
 Test(stats, a_stuck_backend_does_not_stall_the_main_thread)
 {
 	cr_assert(stls_fixture_init(&fx, "statsalert"));
@@ -232,6 +232,14 @@ Test(stats, a_stuck_backend_does_not_stall_the_main_thread)
 	cr_assert_gt(http(status, sizeof(status) - 1), 0);
 	cr_assert(strncmp(page, "HTTP/1.0 200 OK", 15) == 0, "%s", page);
 	cr_assert_lt(stls_proc_now_ms() - start, 3000, "the statistics waited on the alerts");
+	/* A reload probes the backend again (5 s against this one): that must not stall either. */
+	cr_assert_eq(kill(fx.proxy.pid, SIGHUP), 0);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "reload committed", 5000));
+	stls_proc_sleep_ms(300);
+	start = stls_proc_now_ms();
+	cr_assert_gt(http(status, sizeof(status) - 1), 0);
+	cr_assert(strncmp(page, "HTTP/1.0 200 OK", 15) == 0, "%s", page);
+	cr_assert_lt(stls_proc_now_ms() - start, 3000, "the statistics waited on the backend probe");
 	cr_assert_eq(kill(fx.proxy.pid, SIGTERM), 0);
 	cr_assert_eq(stls_proc_wait(&fx.proxy, 20000), 0, "shutdown with an alert in flight");
 	stls_proc_stop(&dest, SIGTERM, 3000);

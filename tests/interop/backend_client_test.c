@@ -132,3 +132,47 @@ Test(backend_client, proxy_protocol_v2_names_the_client_to_postfix)
 {
 	proxy_protocol("v2");
 }
+
+/* The v2 header carries what TLS the client used: the connection to the backend opens after the
+ * handshake. The demo backend (--proxy-protocol) records the header it was sent with each
+ * message. */
+Test(backend_client, proxy_protocol_v2_carries_the_tls_details)
+{
+	char pki[256];
+	cr_assert(stls_fixture_init(&fx, "beclienttls"));
+	cr_assert(stls_fixture_pki(&fx, pki, sizeof(pki)));
+	const char *backend_args[] = { "--proxy-protocol", NULL };
+	cr_assert(stls_fixture_start_backend(&fx, backend_args), "see %s", fx.backend_log);
+	char cert[320], key[320];
+	snprintf(cert, sizeof(cert), "%s/fullchain.pem", pki);
+	snprintf(key, sizeof(key), "%s/leaf.key", pki);
+	const char *args[] = { "--backend-proxy-protocol", "v2", "--cert", cert, "--key", key, NULL };
+	cr_assert(stls_fixture_start_proxy(&fx, args), "see %s", fx.proxy_out);
+
+	static char out[65536];
+	const char *s_args[] = { "-servername", "mx.test", "-name", "client.test", NULL };
+	const char *input =
+		"EHLO client.test\nMAIL FROM:<a@x.test>\nRCPT TO:<b@y.test>\nDATA\nSubject: s\n\nb\n.\nQUIT\n";
+	cr_assert_eq(stls_fixture_s_client(&fx, s_args, input, out, sizeof(out)), 0, "%s", out);
+	cr_assert(stls_fixture_wait_messages(&fx, 1, 5000), "see %s", fx.backend_log);
+	char *env = stls_fixture_message(&fx, 0, true, NULL);
+	cr_assert_not_null(env);
+	cr_assert(strstr(env, "\"version\": 2") && strstr(env, "\"command\": \"PROXY\""), "%s", env);
+	cr_assert(strstr(env, "\"src\": \"127.0.0.1:"), "%s", env);
+	cr_assert(strstr(env, "\"authority\": \"mx.test\""), "the SNI did not reach the backend:\n%s", env);
+	cr_assert(strstr(env, "\"version\": \"TLSv1.3\""), "the TLS version did not reach the backend:\n%s", env);
+	cr_assert(strstr(env, "\"cipher\": \"TLS_"), "the cipher did not reach the backend:\n%s", env);
+	free(env);
+
+	/* In clear text: the client's address, and no TLS TLV. */
+	struct stls_smtp_client c;
+	int code = send_from_client_address(&c);
+	cr_assert_eq(code, 250, "%s", c.last);
+	cmd(&c, "QUIT\r\n");
+	stls_smtp_client_close(&c);
+	cr_assert(stls_fixture_wait_messages(&fx, 2, 5000));
+	env = stls_fixture_message(&fx, 1, true, NULL);
+	cr_assert(env && strstr(env, "\"src\": \"127.0.0.5:"), "%s", env);
+	cr_assert(strstr(env, "\"ssl\": null") && strstr(env, "\"authority\": null"), "%s", env);
+	free(env);
+}

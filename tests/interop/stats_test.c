@@ -34,6 +34,8 @@ static void setup(void)
 	cr_assert(stls_proc_write_file(groups, text, sizeof(text) - 1));
 	const char *args[] = { "--stats-listen", listen, "--sender-groups", groups, NULL };
 	cr_assert(stls_fixture_start_proxy(&fx, args), "see %s", fx.proxy_out);
+	/* The readiness probe was a connection: let it be counted and closed before the first scrape. */
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "close", 5000));
 }
 
 static void teardown(void)

@@ -182,14 +182,16 @@ Test(stats, a_stuck_backend_does_not_stall_the_main_thread)
 	snprintf(maildir, sizeof(maildir), "%s/dest-mail", fx.dir);
 	snprintf(log, sizeof(log), "%s/dest.log", fx.dir);
 	cr_assert(stls_demo_start(&dest, listen_at, maildir, log, NULL));
-	/* The legacy MTA: listens and never answers (connections wait in its backlog). */
+	/* The legacy MTA: listens and never answers (connections wait in its backlog). Its port is the
+	 * kernel's choice, so no test running alongside can hold it. */
 	int stuck = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(fx.backend_port) };
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = 0 };
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	int one = 1;
-	setsockopt(stuck, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	cr_assert_eq(bind(stuck, (struct sockaddr *)&sin, sizeof(sin)), 0);
 	cr_assert_eq(listen(stuck, 64), 0);
+	socklen_t sin_len = sizeof(sin);
+	cr_assert_eq(getsockname(stuck, (struct sockaddr *)&sin, &sin_len), 0);
+	fx.backend_port = ntohs(sin.sin_port);
 
 	char policy[256], routes[256], routes_text[256], stats[64], outbound[64];
 	snprintf(policy, sizeof(policy), "%s/policy", fx.dir);

@@ -8,25 +8,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tests/support/tmpdir.h"
 #include "core/mem.h"
 #include "core/table_file.h"
 
 static char tmpdir[64];
-static char tmpfiles[8][128];
-static unsigned num_tmpfiles;
 
 static void setup(void)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/stls-table-file-test-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
-	num_tmpfiles = 0;
+	stls_tmpdir_make(tmpdir, sizeof(tmpdir), "table-file-test");
 }
 
 static void teardown(void)
 {
-	for (unsigned i = 0; i < num_tmpfiles; i++)
-		unlink(tmpfiles[i]);
-	rmdir(tmpdir);
+	stls_tmpdir_remove(tmpdir);
 }
 
 TestSuite(table_file, .init = setup, .fini = teardown);
@@ -34,14 +29,7 @@ TestSuite(table_file, .init = setup, .fini = teardown);
 /* Writes len bytes into a new file in the test's folder; returns its path. */
 static const char *write_file(const char *name, const void *text, size_t len)
 {
-	cr_assert_lt(num_tmpfiles, 8);
-	char *path = tmpfiles[num_tmpfiles++];
-	snprintf(path, sizeof(tmpfiles[0]), "%s/%s", tmpdir, name);
-	FILE *f = fopen(path, "wb");
-	cr_assert_not_null(f, "%s", path);
-	cr_assert_eq(fwrite(text, 1, len, f), len);
-	cr_assert_eq(fclose(f), 0);
-	return path;
+	return stls_tmpdir_file(tmpdir, name, text, len);
 }
 
 #define WRITE_FILE(name, lit) write_file((name), (lit), sizeof(lit) - 1)

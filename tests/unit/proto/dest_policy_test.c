@@ -6,24 +6,19 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/support/tmpdir.h"
 #include "proto/dest_policy.h"
 
 static char tmpdir[64];
-static char tmpfiles[8][128];
-static unsigned num_tmpfiles;
 
 static void setup(void)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/stls-dest-policy-test-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
-	num_tmpfiles = 0;
+	stls_tmpdir_make(tmpdir, sizeof(tmpdir), "dest-policy-test");
 }
 
 static void teardown(void)
 {
-	for (unsigned i = 0; i < num_tmpfiles; i++)
-		unlink(tmpfiles[i]);
-	rmdir(tmpdir);
+	stls_tmpdir_remove(tmpdir);
 }
 
 TestSuite(dest_policy, .init = setup, .fini = teardown);
@@ -31,14 +26,7 @@ TestSuite(dest_policy, .init = setup, .fini = teardown);
 /* Writes len bytes into a new file in the test's folder; returns its path. */
 static const char *write_file_n(const char *name, const char *text, size_t len)
 {
-	cr_assert_lt(num_tmpfiles, 8);
-	char *path = tmpfiles[num_tmpfiles++];
-	snprintf(path, sizeof(tmpfiles[0]), "%s/%s", tmpdir, name);
-	FILE *f = fopen(path, "wb");
-	cr_assert_not_null(f, "%s", path);
-	cr_assert_eq(fwrite(text, 1, len, f), len);
-	cr_assert_eq(fclose(f), 0);
-	return path;
+	return stls_tmpdir_file(tmpdir, name, text, len);
 }
 
 static const char *write_file(const char *name, const char *text)
@@ -68,7 +56,6 @@ static void expect_load_error_n(const char *text, size_t len, enum stls_err want
 	snprintf(full, sizeof(full), "%s:%s", path, want);
 	cr_assert_str_eq(err, full);
 	unlink(path);
-	num_tmpfiles--;
 }
 
 #define expect_load_error(lit, want_err, want) expect_load_error_n((lit), sizeof(lit) - 1, (want_err), (want))

@@ -13,39 +13,27 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/tmpdir.h"
 #include "core/mem.h"
 #include "proto/sender_groups.h"
 
 static char tmpdir[64];
-static char tmpfiles[4][128];
-static unsigned num_tmpfiles;
 
 static void setup(void)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/stls-sender-groups-test-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
-	num_tmpfiles = 0;
+	stls_tmpdir_make(tmpdir, sizeof(tmpdir), "sender-groups-test");
 }
 
 static void teardown(void)
 {
-	for (unsigned i = 0; i < num_tmpfiles; i++)
-		unlink(tmpfiles[i]);
-	rmdir(tmpdir);
+	stls_tmpdir_remove(tmpdir);
 }
 
 TestSuite(sender_groups, .init = setup, .fini = teardown);
 
 static const char *write_file(const char *name, const char *text)
 {
-	cr_assert_lt(num_tmpfiles, 4);
-	char *path = tmpfiles[num_tmpfiles++];
-	snprintf(path, sizeof(tmpfiles[0]), "%s/%s", tmpdir, name);
-	FILE *f = fopen(path, "wb");
-	cr_assert_not_null(f, "%s", path);
-	cr_assert_eq(fwrite(text, 1, strlen(text), f), strlen(text));
-	cr_assert_eq(fclose(f), 0);
-	return path;
+	return stls_tmpdir_file(tmpdir, name, text, strlen(text));
 }
 
 static struct stls_sender_groups *parse_ok(const char *text)

@@ -26,6 +26,7 @@
 #include "core/snapshot.h"
 #include "core/stats.h"
 #include "core/worker.h"
+#include "core/timer.h"
 #include "proto/backend_probe.h"
 #include "proto/alert.h"
 #include "proto/inbound.h"
@@ -64,13 +65,6 @@ struct daemon {
 	uint64_t reloads_committed;
 	uint64_t reloads_refused;
 };
-
-static uint64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void caps_describe(char *out, size_t out_len, const struct stls_ehlo_caps *caps)
 {
@@ -171,7 +165,7 @@ static void rotate_tickets(struct daemon *d, bool force)
 	stls_wipe(&keys, sizeof(keys));
 	stls_snapshot_publish(snap);
 	d->next_ticket_ms =
-		monotonic_ms() + (d->cfg.ticket_key_path[0] ? TICKET_FILE_CHECK_MS : d->cfg.ticket_rotation_ms);
+		stls_clock_ms() + (d->cfg.ticket_key_path[0] ? TICKET_FILE_CHECK_MS : d->cfg.ticket_rotation_ms);
 }
 
 /* Loads and checks the certificate into *out, reporting every finding (logged, or printed when
@@ -368,7 +362,7 @@ static void probe_apply(struct daemon *d, const struct probe_result *r, bool for
 			stls_log_crit("out of memory publishing a new snapshot");
 	}
 	d->backend_up = up;
-	d->next_probe_ms = monotonic_ms() + (up ? d->cfg.backend_probe_interval_ms : PROBE_RETRY_MS);
+	d->next_probe_ms = stls_clock_ms() + (up ? d->cfg.backend_probe_interval_ms : PROBE_RETRY_MS);
 }
 
 /* Probes on this thread and applies the result (start-up, before the prober runs). */
@@ -454,7 +448,7 @@ static void probe_backend(struct daemon *d, bool force_log)
 	pthread_cond_signal(&g_prober.wake);
 	pthread_mutex_unlock(&g_prober.lock);
 	/* Not again before this one has answered (or, if it hangs, its timeout has passed). */
-	d->next_probe_ms = monotonic_ms() + PROBE_TIMEOUT_MS + PROBE_RETRY_MS;
+	d->next_probe_ms = stls_clock_ms() + PROBE_TIMEOUT_MS + PROBE_RETRY_MS;
 }
 
 /* Applies a probe the thread finished (main thread, every tick). */
@@ -646,7 +640,7 @@ static void on_signal(struct daemon *d, int sig)
 	case SIGINT:
 		if (!d->draining) {
 			d->draining = true;
-			d->grace_end_ms = monotonic_ms() + d->cfg.shutdown_grace_ms;
+			d->grace_end_ms = stls_clock_ms() + d->cfg.shutdown_grace_ms;
 			stls_log_info("shutting down: no new connections; sessions have %u s to finish",
 				      d->cfg.shutdown_grace_ms / 1000);
 			signal_all(d, STLS_WORKER_DRAIN);
@@ -697,7 +691,7 @@ static void main_loop(struct daemon *d)
 				on_signal(d, (int)si.ssi_signo);
 		}
 		probe_collect(d);
-		uint64_t now = monotonic_ms();
+		uint64_t now = stls_clock_ms();
 		serve_stats(d, now);
 		if (d->draining) {
 			if (!d->grace_over && now >= d->grace_end_ms) {
@@ -748,7 +742,7 @@ static int run(struct daemon *d)
 
 	int status = 1;
 	d->stats.listen_fd = -1;
-	d->start_ms = monotonic_ms();
+	d->start_ms = stls_clock_ms();
 	stls_log_info("starttlsd %s starting: %u workers%s, allocator %s, inbound TLS %s", STLS_VERSION, d->cfg.workers,
 		      d->cfg.no_pin ? "" : " pinned", stls_mem_allocator(),
 		      stls_tls_policy_str((enum stls_tls_policy)d->cfg.inbound_tls));

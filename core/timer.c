@@ -1,5 +1,7 @@
 #include "core/timer.h"
 
+#include <time.h>
+
 #include "core/err.h"
 
 static uint64_t ms_to_tick(uint64_t ms)
@@ -83,4 +85,11 @@ uint64_t stls_timer_wheel_wait_ms(const struct stls_timer_wheel *w, uint64_t now
 {
 	uint64_t next = (w->now + 1) * STLS_TIMER_TICK_MS;
 	return next > now_ms ? next - now_ms : 0;
+}
+
+uint64_t stls_clock_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }

@@ -47,5 +47,9 @@ void stls_timer_disarm(struct stls_timer_wheel *w, struct stls_timer *t);
  * count. */
 uint32_t stls_timer_wheel_advance(struct stls_timer_wheel *w, struct stls_timer **out_fired, uint64_t now_ms);
 
+/* CLOCK_MONOTONIC in milliseconds (the threads outside the workers; a worker reads the coarse
+ * clock once per loop turn instead). */
+uint64_t stls_clock_ms(void);
+
 /* Milliseconds from now_ms until the next tick boundary (for the event loop's wait). */
 uint64_t stls_timer_wheel_wait_ms(const struct stls_timer_wheel *w, uint64_t now_ms);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/timer.h"
 #include "proto/backend_probe.h"
 
 enum { QUEUE_MAX = 256, DOMAINS_MAX = 1024, SEND_TIMEOUT_MS = 10000 };
@@ -152,13 +153,6 @@ void stls_alert_counts(uint64_t *out_sent, uint64_t *out_held)
 	*out_held = atomic_load_explicit(&g_held, memory_order_relaxed);
 }
 
-static uint64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void *sender_main(void *arg)
 {
 	const struct stls_config *cfg = arg;
@@ -176,7 +170,7 @@ static void *sender_main(void *arg)
 		pthread_mutex_unlock(&g_queue.lock);
 		if (stop)
 			break;
-		stls_alert_process(cfg, (const struct sockaddr *)&backend, backend_len, monotonic_ms());
+		stls_alert_process(cfg, (const struct sockaddr *)&backend, backend_len, stls_clock_ms());
 	}
 	return NULL;
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/mem.h"
+#include "core/timer.h"
 #include "proto/proxy_proto.h"
 #include "proto/smtp_reply.h"
 
@@ -31,16 +32,9 @@ enum stls_err stls_backend_resolve(struct sockaddr_storage *out_addr, socklen_t 
 	return STLS_OK;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static int wait_fd(int fd, short events, uint64_t deadline)
 {
-	uint64_t now = now_ms();
+	uint64_t now = stls_clock_ms();
 	if (now >= deadline)
 		return 0;
 	struct pollfd pfd = { .fd = fd, .events = events };
@@ -200,7 +194,7 @@ enum stls_err stls_backend_probe(struct stls_ehlo_caps *out_caps, const struct s
 		return STLS_ERR_NOMEM;
 	}
 	enum stls_err ret = STLS_ERR_IO;
-	io->deadline = now_ms() + timeout_ms;
+	io->deadline = stls_clock_ms() + timeout_ms;
 	stls_smtp_reply_init(&io->rp, 2048, 256);
 	ret = dial(io, addr, addr_len, err, err_len);
 	if (ret != STLS_OK)
@@ -274,7 +268,7 @@ enum stls_err stls_backend_send_message(const struct sockaddr *addr, socklen_t a
 		return STLS_ERR_NOMEM;
 	}
 	io->fd = -1;
-	io->deadline = now_ms() + timeout_ms;
+	io->deadline = stls_clock_ms() + timeout_ms;
 	stls_smtp_reply_init(&io->rp, 2048, 256);
 	char line[600];
 	enum stls_err ret = dial(io, addr, addr_len, err, err_len);

@@ -17,21 +17,21 @@
 #include <stdint.h>
 
 enum {
-	STLS_KEYOP_MAX_INPUT = 4096,		   /* bytes to sign in one request */
-	STLS_KEYOP_MAX_SIG = 1024,		   /* RSA-8192 */
-	STLS_KEYOP_MAX_KEY_DER = 16384,		   /* one PKCS#8 private key */
-	STLS_KEYOP_MAX_KEYS = 64,		   /* keys loaded at once */
-	STLS_KEYOP_FIRST_WORKER_FD = 4,		   /* signing channel of worker i: fd 4 + i */
-	STLS_KEYOP_CONTROL_FD = 3,		   /* the control channel in the key-op process */
+	STLS_KEYOP_MAX_INPUT = 4096,	/* bytes to sign in one request */
+	STLS_KEYOP_MAX_SIG = 1024,	/* RSA-8192 */
+	STLS_KEYOP_MAX_KEY_DER = 16384, /* one PKCS#8 private key */
+	STLS_KEYOP_MAX_KEYS = 64,	/* keys loaded at once */
+	STLS_KEYOP_FIRST_WORKER_FD = 4, /* signing channel of worker i: fd 4 + i */
+	STLS_KEYOP_CONTROL_FD = 3,	/* the control channel in the key-op process */
 	STLS_KEYOP_MAX_WORKERS = 1024,
 };
 
 /* Signing request, worker → key-op process, followed by in_len bytes. */
 struct stls_keyop_req {
-	uint64_t token;	  /* opaque to the key-op process, echoed in the reply */
-	uint32_t key_id;  /* as loaded on the control channel */
-	uint16_t sigalg;  /* TLS SignatureScheme (RFC 8446 4.2.3), e.g. 0x0804 rsa_pss_rsae_sha256 */
-	uint16_t in_len;  /* the message to sign (not a digest), at most STLS_KEYOP_MAX_INPUT */
+	uint64_t token;	 /* opaque to the key-op process, echoed in the reply */
+	uint32_t key_id; /* as loaded on the control channel */
+	uint16_t sigalg; /* TLS SignatureScheme (RFC 8446 4.2.3), e.g. 0x0804 rsa_pss_rsae_sha256 */
+	uint16_t in_len; /* the message to sign (not a digest), at most STLS_KEYOP_MAX_INPUT */
 };
 
 enum stls_keyop_status {

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/keyop_wire.h"
 #include "core/mem.h"
+#include "tls/keyop.h"
 
 /* A TLS record carries at most 16 KiB of plaintext: room for one per read. */
 enum { PLAIN_CHUNK = 16384, TLS_RECORD_HANDSHAKE = 0x16 };
@@ -24,6 +26,13 @@ struct stls_tls_conn {
 	bool first_byte_seen;
 	SSL_SESSION *new_session; /* client: the last session the server issued */
 	bool wire_full;
+	/* A signature handed to the key-op process (tls/keyop.h): its state and, once it came, the
+	 * signature. Ciphertext BoringSSL did not read while it waited is kept in held. */
+	enum stls_tls_keyop_state keyop;
+	uint16_t sig_len;
+	uint8_t *sig;
+	uint64_t token;
+	struct stls_buf held;
 	char error[96];
 };
 
@@ -72,7 +81,7 @@ enum stls_err stls_tls_init(void)
 	    !BIO_meth_set_write(g_bio_method, bio_write) || !BIO_meth_set_ctrl(g_bio_method, bio_ctrl))
 		return STLS_ERR_TLS;
 	g_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-	return g_ex_index < 0 ? STLS_ERR_TLS : STLS_OK;
+	return g_ex_index < 0 ? STLS_ERR_TLS : stls_tls_keyop_init();
 }
 
 struct stls_tls_conn *stls_tls_conn_new_server(SSL_CTX *ctx, const struct stls_ticket_keys *keys, struct stls_buf *wire,
@@ -200,6 +209,8 @@ void stls_tls_conn_free(struct stls_tls_conn **pt)
 		return;
 	SSL_SESSION_free((*pt)->new_session);
 	SSL_free((*pt)->ssl);
+	stls_free_ptr(&(*pt)->sig);
+	stls_buf_cleanup(&(*pt)->held);
 	stls_free_ptr(pt);
 }
 
@@ -209,6 +220,12 @@ static enum stls_err fail(struct stls_tls_conn *t, int ret)
 		snprintf(t->error, sizeof(t->error), "output buffer full");
 		ERR_clear_error();
 		return STLS_ERR_LIMIT;
+	}
+	if (t->error[0]) {
+		/* Already said why (the key-op process's answer): BoringSSL's "private key operation
+		 * failed" says less. */
+		ERR_clear_error();
+		return STLS_ERR_TLS;
 	}
 	int e = SSL_get_error(t->ssl, ret);
 	uint32_t packed = ERR_peek_error();
@@ -226,6 +243,26 @@ static enum stls_err fail(struct stls_tls_conn *t, int ret)
 	return STLS_ERR_TLS;
 }
 
+/* Keeps the ciphertext BoringSSL left unread while it waits for a signature, so that it is read
+ * when the handshake resumes (the receive buffer it came in goes back to the ring). */
+static enum stls_err keep_unread(struct stls_tls_conn *t, bool from_held, size_t src_len)
+{
+	struct stls_span rest = t->in;
+	t->in = (struct stls_span){ 0 };
+	if (from_held) {
+		stls_buf_consume(&t->held, src_len - rest.len);
+		stls_buf_release_if_empty(&t->held);
+		return STLS_OK;
+	}
+	if (rest.len == 0)
+		return STLS_OK;
+	if (stls_buf_append(&t->held, rest, t->wire_limit) != STLS_OK) {
+		snprintf(t->error, sizeof(t->error), "input buffer full");
+		return STLS_ERR_LIMIT;
+	}
+	return STLS_OK;
+}
+
 enum stls_err stls_tls_conn_input(struct stls_tls_conn *t, struct stls_buf *plain, size_t plain_limit,
 				  struct stls_span ciphertext)
 {
@@ -238,22 +275,39 @@ enum stls_err stls_tls_conn_input(struct stls_tls_conn *t, struct stls_buf *plai
 			return STLS_ERR_PROTO;
 		}
 	}
+	bool from_held = !stls_buf_empty(&t->held);
+	if (from_held) {
+		if (stls_buf_append(&t->held, ciphertext, t->wire_limit) != STLS_OK) {
+			snprintf(t->error, sizeof(t->error), "input buffer full");
+			return STLS_ERR_LIMIT;
+		}
+		ciphertext = stls_buf_span(&t->held);
+	}
 	t->in = ciphertext;
 	if (!t->ready) {
 		int ret = SSL_do_handshake(t->ssl);
 		if (ret != 1) {
-			if (SSL_get_error(t->ssl, ret) == SSL_ERROR_WANT_READ && !t->wire_full) {
+			int e = SSL_get_error(t->ssl, ret);
+			if (e == SSL_ERROR_WANT_PRIVATE_KEY_OPERATION && !t->wire_full) {
+				STLS_TRY(keep_unread(t, from_held, ciphertext.len));
+				return STLS_AGAIN;
+			}
+			if (e == SSL_ERROR_WANT_READ && !t->wire_full) {
 				t->in = (struct stls_span){ 0 };
+				if (from_held)
+					stls_buf_cleanup(&t->held);
 				return STLS_AGAIN;
 			}
 			return fail(t, ret);
 		}
 		t->ready = true;
 	}
+	enum stls_err ret = STLS_OK;
 	for (;;) {
 		if (stls_buf_reserve(plain, PLAIN_CHUNK, plain_limit) != STLS_OK) {
 			snprintf(t->error, sizeof(t->error), "input buffer full");
-			return STLS_ERR_LIMIT;
+			ret = STLS_ERR_LIMIT;
+			break;
 		}
 		int n = SSL_read(t->ssl, stls_buf_tail(plain), (int)stls_buf_tail_room(plain));
 		if (n > 0) {
@@ -261,15 +315,20 @@ enum stls_err stls_tls_conn_input(struct stls_tls_conn *t, struct stls_buf *plai
 			continue;
 		}
 		int e = SSL_get_error(t->ssl, n);
-		t->in = (struct stls_span){ 0 };
 		if (e == SSL_ERROR_WANT_READ && !t->wire_full)
-			return STLS_OK;
+			break;
 		if (e == SSL_ERROR_ZERO_RETURN) {
 			ERR_clear_error();
-			return STLS_DONE;
+			ret = STLS_DONE;
+			break;
 		}
-		return fail(t, n);
+		ret = fail(t, n);
+		break;
 	}
+	t->in = (struct stls_span){ 0 };
+	if (from_held)
+		stls_buf_cleanup(&t->held);
+	return ret;
 }
 
 enum stls_err stls_tls_conn_write(struct stls_tls_conn *t, struct stls_span plain)
@@ -327,3 +386,92 @@ const struct stls_ticket_keys *stls_tls_conn_ticket_keys(const SSL *ssl)
 	const struct stls_tls_conn *t = SSL_get_ex_data(ssl, g_ex_index);
 	return t ? t->keys : NULL;
 }
+
+void stls_tls_conn_set_token(struct stls_tls_conn *t, uint64_t token)
+{
+	t->token = token;
+}
+
+bool stls_tls_conn_keyop_pending(const struct stls_tls_conn *t)
+{
+	return t->keyop == STLS_TLS_KEYOP_PENDING;
+}
+
+void stls_tls_conn_keyop_done(struct stls_tls_conn *t, struct stls_span sig, const char *why)
+{
+	if (t->keyop != STLS_TLS_KEYOP_PENDING)
+		return;
+	if (why || sig.len == 0 || sig.len > STLS_KEYOP_MAX_SIG || !(t->sig = stls_malloc(sig.len))) {
+		snprintf(t->error, sizeof(t->error), "key-op process: %s", why ? why : "no signature");
+		t->keyop = STLS_TLS_KEYOP_FAILED;
+		return;
+	}
+	memcpy(t->sig, sig.ptr, sig.len);
+	t->sig_len = (uint16_t)sig.len;
+	t->keyop = STLS_TLS_KEYOP_DONE;
+}
+
+/* ---- the private-key method (tls/keyop.h) ------------------------------------------------- */
+
+static enum ssl_private_key_result_t keyop_sign(SSL *ssl, uint8_t *out, size_t *out_len, size_t max_out,
+						uint16_t sigalg, const uint8_t *in, size_t in_len)
+{
+	(void)out;
+	(void)out_len;
+	(void)max_out;
+	struct stls_tls_conn *t = SSL_get_ex_data(ssl, g_ex_index);
+	if (!t)
+		return ssl_private_key_failure;
+	if (in_len > STLS_KEYOP_MAX_INPUT) {
+		snprintf(t->error, sizeof(t->error), "key-op process: %zu bytes to sign", in_len);
+		return ssl_private_key_failure;
+	}
+	if (stls_tls_keyop_submit(t->token, stls_tls_keyop_key_id(ssl), sigalg, stls_span_make(in, in_len)) !=
+	    STLS_OK) {
+		snprintf(t->error, sizeof(t->error), "key-op process: cannot send the request");
+		return ssl_private_key_failure;
+	}
+	t->keyop = STLS_TLS_KEYOP_PENDING;
+	return ssl_private_key_retry;
+}
+
+static enum ssl_private_key_result_t keyop_complete(SSL *ssl, uint8_t *out, size_t *out_len, size_t max_out)
+{
+	struct stls_tls_conn *t = SSL_get_ex_data(ssl, g_ex_index);
+	if (!t || t->keyop == STLS_TLS_KEYOP_FAILED) {
+		if (t)
+			t->keyop = STLS_TLS_KEYOP_NONE;
+		return ssl_private_key_failure;
+	}
+	if (t->keyop == STLS_TLS_KEYOP_PENDING)
+		return ssl_private_key_retry;
+	enum ssl_private_key_result_t ret = ssl_private_key_failure;
+	if (t->keyop == STLS_TLS_KEYOP_DONE && t->sig_len <= max_out) {
+		memcpy(out, t->sig, t->sig_len);
+		*out_len = t->sig_len;
+		ret = ssl_private_key_success;
+	}
+	t->keyop = STLS_TLS_KEYOP_NONE;
+	stls_free_ptr(&t->sig);
+	t->sig_len = 0;
+	return ret;
+}
+
+static enum ssl_private_key_result_t keyop_decrypt(SSL *ssl, uint8_t *out, size_t *out_len, size_t max_out,
+						   const uint8_t *in, size_t in_len)
+{
+	/* Only RSA key exchange decrypts, and the cipher list offers ECDHE only. */
+	(void)ssl;
+	(void)out;
+	(void)out_len;
+	(void)max_out;
+	(void)in;
+	(void)in_len;
+	return ssl_private_key_failure;
+}
+
+const SSL_PRIVATE_KEY_METHOD stls_tls_keyop_method = {
+	.sign = keyop_sign,
+	.decrypt = keyop_decrypt,
+	.complete = keyop_complete,
+};

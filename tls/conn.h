@@ -18,6 +18,15 @@
 
 struct stls_tls_conn;
 
+/* Where a signature handed to the key-op process stands. */
+enum stls_tls_keyop_state {
+	STLS_TLS_KEYOP_NONE = 0,
+	STLS_TLS_KEYOP_PENDING,
+	STLS_TLS_KEYOP_DONE,
+	STLS_TLS_KEYOP_FAILED,
+	STLS_TLS_KEYOP__COUNT,
+};
+
 /* Starts a server-side connection on ctx. Ciphertext to send is appended to wire (never past
  * wire_limit bytes queued). keys must outlive the connection (the session's snapshot holds them).
  * Returns NULL when out of memory. */
@@ -55,7 +64,8 @@ void stls_tls_conn_free(struct stls_tls_conn **pt);
 
 /* Feeds ciphertext (all of it is consumed), advances the handshake and appends any application
  * data to plain (never past plain_limit bytes there). Returns:
- *   STLS_AGAIN        the handshake needs more bytes;
+ *   STLS_AGAIN        the handshake needs more bytes, or waits for the key-op process (then
+ *                     stls_tls_conn_keyop_pending; bytes it did not read yet are kept);
  *   STLS_OK           the handshake is done (plaintext may have been appended);
  *   STLS_DONE         the peer sent close_notify;
  *   STLS_ERR_TLS      the handshake or a record failed (stls_tls_conn_error says why);
@@ -88,6 +98,18 @@ bool stls_tls_conn_resumed(const struct stls_tls_conn *t);
 
 /* The key set of the connection that owns ssl (for the ticket callback). */
 const struct stls_ticket_keys *stls_tls_conn_ticket_keys(const SSL *ssl);
+
+/* Server side with --keyop-threads: the opaque token the signature request carries (the worker's
+ * session address), set before the handshake. */
+void stls_tls_conn_set_token(struct stls_tls_conn *t, uint64_t token);
+
+/* Whether the handshake waits for a signature from the key-op process. */
+bool stls_tls_conn_keyop_pending(const struct stls_tls_conn *t);
+
+/* The key-op process answered: the signature, or why (not NULL) there is none. Call
+ * stls_tls_conn_input with no ciphertext afterwards to resume the handshake; a failure ends it
+ * with "key-op process: <why>". Ignored unless a signature is pending. */
+void stls_tls_conn_keyop_done(struct stls_tls_conn *t, struct stls_span sig, const char *why);
 
 /* Prepares the BIO method and the ex_data index; call once before any worker starts. Returns
  * STLS_OK or STLS_ERR_TLS. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "tls/keyop.h"
 #include "tls/selfsign.h"
 #include "tls/tickets.h"
 
@@ -62,8 +63,16 @@ enum stls_err stls_tls_server_new(struct stls_tls_server **out, struct stls_cert
 	if (!srv->ctx || !SSL_CTX_set_min_proto_version(srv->ctx, TLS1_2_VERSION) ||
 	    !SSL_CTX_set_max_proto_version(srv->ctx, TLS1_3_VERSION) ||
 	    !SSL_CTX_set_strict_cipher_list(srv->ctx, k_ciphers) || !SSL_CTX_set1_curves_list(srv->ctx, k_groups) ||
-	    !SSL_CTX_use_certificate(srv->ctx, bundle.leaf) || !SSL_CTX_use_PrivateKey(srv->ctx, bundle.key) ||
-	    !SSL_CTX_set1_chain(srv->ctx, bundle.chain) || !SSL_CTX_check_private_key(srv->ctx)) {
+	    !SSL_CTX_use_certificate(srv->ctx, bundle.leaf) || !SSL_CTX_set1_chain(srv->ctx, bundle.chain)) {
+		snprintf(err, err_len, "cannot set up TLS: %s", ERR_reason_error_string(ERR_peek_last_error()));
+		goto out;
+	}
+	if (cfg->keyop_threads > 0) {
+		/* The key goes to the key-op process; this process keeps only the certificate (the
+		 * checks above already matched the two). */
+		if (stls_tls_keyop_attach(srv->ctx, &srv->key_id, bundle.key, err, err_len) != STLS_OK)
+			goto out;
+	} else if (!SSL_CTX_use_PrivateKey(srv->ctx, bundle.key) || !SSL_CTX_check_private_key(srv->ctx)) {
 		snprintf(err, err_len, "cannot set up TLS: %s", ERR_reason_error_string(ERR_peek_last_error()));
 		goto out;
 	}
@@ -82,6 +91,7 @@ enum stls_err stls_tls_server_new(struct stls_tls_server **out, struct stls_cert
 out:
 	stls_cert_bundle_cleanup(&bundle);
 	if (srv) {
+		stls_tls_keyop_detach(srv->key_id);
 		SSL_CTX_free(srv->ctx);
 		stls_free_ptr(&srv);
 	}
@@ -99,6 +109,7 @@ void stls_tls_server_put(struct stls_tls_server *srv)
 {
 	if (!srv || --srv->refs > 0)
 		return;
+	stls_tls_keyop_detach(srv->key_id);
 	SSL_CTX_free(srv->ctx);
 	stls_free_ptr(&srv);
 }

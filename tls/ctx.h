@@ -7,6 +7,7 @@
 
 #include <openssl/base.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "core/config.h"
 #include "core/err.h"
@@ -16,6 +17,7 @@ struct stls_tls_server {
 	SSL_CTX *ctx;
 	bool demo;	    /* the ephemeral self-signed certificate (S1) */
 	unsigned refs;	    /* snapshots holding it; main thread only */
+	uint32_t key_id;    /* with --keyop-threads: the key's id in the key-op process, else 0 */
 	char describe[320]; /* the certificate, for the log */
 	struct stls_cert_report report;
 };

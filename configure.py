@@ -29,11 +29,13 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 # link everything else.
 SOURCES = {
     "core": ["err.c", "span.c", "buf.c", "mem.c", "log.c", "timer.c", "flags.c", "snapshot.c",
-             "net.c", "worker.c", "domain_table.c", "table_file.c", "admit.c", "stats.c"],
+             "net.c", "worker.c", "domain_table.c", "table_file.c", "admit.c", "stats.c",
+             "keyop.c", "keyop_chan.c"],
     "proto": ["smtp_lex.c", "smtp_reply.c", "smtp_data.c", "ehlo.c", "relay.c", "relay_server.c", "inbound.c",
               "outbound.c", "next_hop.c", "dns.c", "alert.c", "backend_probe.c", "dest_policy.c", "routes.c",
               "proxy_proto.c", "sender_groups.c"],
-    "tls": ["cert.c", "cert_write.c", "csr.c", "p12.c", "selfsign.c", "tickets.c", "ctx.c", "conn.c"],
+    "tls": ["cert.c", "cert_write.c", "csr.c", "p12.c", "selfsign.c", "tickets.c", "ctx.c", "conn.c",
+            "keyop.c"],
 }
 DAEMON_MAIN = "core/main.c"
 # The load generator runs on the same engine.

@@ -49,6 +49,7 @@ struct stls_config {
 	char hostname[256];
 	unsigned workers;
 	bool no_pin;
+	uint32_t keyop_threads; /* 0: workers sign themselves */
 	char log_path[1024];
 
 	uint32_t max_sessions;

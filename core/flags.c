@@ -117,6 +117,9 @@ static const struct flag flags[] = {
 	{ "workers", "N", FK_U32, CFG(workers), 0, STLS_MAX_WORKERS, "0",
 	  "worker threads, each with its own io_uring (0 = one per online CPU)" },
 	{ "no-pin", NULL, FK_BOOL, CFG(no_pin), 0, 0, NULL, "do not pin worker threads to CPUs" },
+	{ "keyop-threads", "N", FK_U32, CFG(keyop_threads), 0, 256, "0",
+	  "sign TLS handshakes in a key-op process (starttls-keyop, OpenSSL's faster libcrypto) with N threads, so "
+	  "a worker never stalls on a signature (0 = the workers sign with BoringSSL)" },
 
 	{ NULL, NULL, FK__COUNT, 0, 0, 0, 0, NULL, "Limits:" },
 	{ "max-sessions", "N", FK_U32, CFG(max_sessions), 1, 10000000, "10000",

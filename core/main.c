@@ -20,6 +20,7 @@
 #include "core/admit.h"
 #include "core/config.h"
 #include "core/flags.h"
+#include "core/keyop.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/net.h"
@@ -34,6 +35,7 @@
 #include "proto/sender_groups.h"
 #include "tls/conn.h"
 #include "tls/ctx.h"
+#include "tls/keyop.h"
 #include "tls/tickets.h"
 
 enum {
@@ -64,6 +66,7 @@ struct daemon {
 	uint64_t start_ms;
 	uint64_t reloads_committed;
 	uint64_t reloads_refused;
+	struct stls_keyop *keyop; /* with --keyop-threads */
 };
 
 static void caps_describe(char *out, size_t out_len, const struct stls_ehlo_caps *caps)
@@ -507,6 +510,46 @@ static void reload(struct daemon *d)
 	d->reloads_committed++;
 }
 
+static enum stls_err keyop_load(void *ctx, uint32_t key_id, struct stls_span der, char *err, size_t err_len)
+{
+	return stls_keyop_load(ctx, key_id, der, err, err_len);
+}
+
+static void keyop_drop(void *ctx, uint32_t key_id)
+{
+	stls_keyop_drop(ctx, key_id);
+}
+
+/* With --keyop-threads: starts the key-op process before any certificate is loaded, since the
+ * keys go there. Returns 0, or -1 after saying why (logged, or printed when log is false). */
+static int keyop_start(struct daemon *d, bool log)
+{
+	if (d->cfg.keyop_threads == 0)
+		return 0;
+	char err[300];
+	if (stls_tls_init() != STLS_OK) {
+		snprintf(err, sizeof(err), "cannot initialise TLS");
+	} else if (stls_keyop_start(&d->keyop, d->cfg.keyop_threads, d->cfg.workers, err, sizeof(err)) == STLS_OK) {
+		stls_tls_keyop_set_store(keyop_load, keyop_drop, d->keyop);
+		if (log)
+			stls_log_info("key-op process %d started: %u signing thread%s for %u workers",
+				      stls_keyop_pid(d->keyop), d->cfg.keyop_threads,
+				      d->cfg.keyop_threads == 1 ? "" : "s", d->cfg.workers);
+		return 0;
+	}
+	if (log)
+		stls_log_crit("key-op process: %s", err);
+	else
+		fprintf(stderr, "starttlsd: key-op process: %s\n", err);
+	return -1;
+}
+
+static void keyop_stop(struct daemon *d)
+{
+	stls_tls_keyop_set_store(NULL, NULL, NULL);
+	stls_keyop_stop(&d->keyop);
+}
+
 static int check_config(struct daemon *d)
 {
 	int status = 0;
@@ -521,6 +564,8 @@ static int check_config(struct daemon *d)
 		fprintf(stderr, "starttlsd: %s\n", err);
 		status = 1;
 	}
+	if (keyop_start(d, false) != 0)
+		status = 1;
 	/* The same build and checks as start-up and SIGHUP. */
 	struct conf_set c;
 	if (conf_build(d, &c, false) > 0)
@@ -534,6 +579,7 @@ static int check_config(struct daemon *d)
 		printf("# outbound relay: %zu destination policies, %zu routes\n",
 		       stls_dest_policy_count(c.out->policy), stls_routes_count(c.out->routes));
 	conf_release(&c);
+	keyop_stop(d);
 	stls_flags_print(&d->cfg, stdout);
 	printf("# %s\n", status == 0 ? "configuration is valid" : "configuration has errors");
 	return status;
@@ -599,6 +645,7 @@ static int start_workers(struct daemon *d)
 		int cpu = d->cfg.no_pin || num_cpus == 0 ? -1 : cpus[i % num_cpus];
 		stls_worker_init(&d->workers[i], &d->cfg, i, d->num_workers, cpu, listeners, (unsigned)num_listeners,
 				 &d->readers[i]);
+		d->workers[i].keyop_fd = stls_keyop_worker_fd(d->keyop, i);
 		if (stls_worker_start(&d->workers[i]) != STLS_OK) {
 			stls_log_crit("worker %u cannot start: %s", i, d->workers[i].error);
 			return -1;
@@ -657,6 +704,7 @@ static void on_signal(struct daemon *d, int sig)
 		probe_backend(d, true);
 		break;
 	case SIGUSR1: stls_log_reopen(); break;
+	case SIGCHLD: stls_keyop_on_child(d->keyop); break;
 	default: break;
 	}
 }
@@ -705,6 +753,7 @@ static void main_loop(struct daemon *d)
 				probe_backend(d, false);
 			if (now >= d->next_ticket_ms)
 				rotate_tickets(d, false);
+			stls_keyop_tick(d->keyop, now);
 		}
 		if (d->out) {
 			struct stls_snapshot *cur = stls_snapshot_current();
@@ -727,6 +776,7 @@ static int run(struct daemon *d)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGCHLD);
 	sigaddset(&mask, SIGPIPE);
 	/* Blocked before any thread starts, so every thread inherits the mask and the signals reach
 	 * only the signalfd. */
@@ -754,6 +804,8 @@ static int run(struct daemon *d)
 		stls_log_crit("cannot initialise TLS");
 		goto out;
 	}
+	if (keyop_start(d, true) != 0)
+		goto out;
 	struct conf_set c, none;
 	if (conf_build(d, &c, true) > 0) {
 		conf_release(&c);
@@ -818,6 +870,7 @@ out:
 	stls_tls_server_put(d->tls);
 	stls_outbound_conf_put(d->out);
 	stls_inbound_conf_put(d->inbound);
+	keyop_stop(d);
 	stls_admit_cleanup();
 	ares_library_cleanup();
 	close(d->signal_fd);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/keyop_chan.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/net.h"
@@ -278,6 +279,7 @@ enum stls_err stls_conn_start_tls(struct stls_session *s, enum stls_side side, S
 	c->tls = stls_tls_conn_new_server(ctx, keys, &c->wire, conn_limit(s->worker->cfg));
 	if (!c->tls)
 		return STLS_ERR_NOMEM;
+	stls_tls_conn_set_token(c->tls, stls_session_token(s, side));
 	stls_session_mark(s);
 	return STLS_OK;
 }
@@ -754,6 +756,25 @@ struct stls_session *stls_worker_session_get(struct stls_worker *w, uint32_t slo
 	return s && s->gen == gen && !s->ending ? s : NULL;
 }
 
+uint64_t stls_session_token(const struct stls_session *s, enum stls_side side)
+{
+	return ((uint64_t)side << 63) | ((uint64_t)s->gen << 32) | s->slot;
+}
+
+struct stls_session *stls_worker_session_by_token(struct stls_worker *w, uint64_t token, enum stls_side *out_side)
+{
+	*out_side = (enum stls_side)(token >> 63);
+	return stls_worker_session_get(w, (uint32_t)token, (uint32_t)(token >> 32) & ((1u << GEN_BITS) - 1));
+}
+
+void stls_worker_tls_resume(struct stls_session *s, enum stls_side side)
+{
+	struct stls_conn *c = &s->conn[side];
+	if (!c->tls || !(c->flags & STLS_CONN_OPEN) || (c->flags & STLS_CONN_CLOSING))
+		return;
+	recv_tls(s->worker, s, side, (struct stls_span){ 0 });
+}
+
 static void arm_event(struct stls_worker *w)
 {
 	struct io_uring_sqe *sqe = get_sqe(w);
@@ -990,6 +1011,8 @@ static void *worker_main(void *arg)
 	stls_timer_wheel_init(&w->wheel, w->now_ms);
 	snapshot_refresh(w);
 	arm_event(w);
+	if (w->keyop_fd >= 0 && stls_keyop_chan_start(w, w->keyop_fd) != STLS_OK)
+		stls_log_crit("worker %u: cannot open its key-op channel: handshakes will fail", w->index);
 	w->accepting = true;
 	for (unsigned i = 0; i < w->num_listeners; i++)
 		arm_accept(w, i);
@@ -1032,6 +1055,7 @@ static void *worker_main(void *arg)
 		}
 	}
 	flush_dirty(w);
+	stls_keyop_chan_stop(w);
 	io_uring_submit(&w->ring);
 	atomic_store(&w->state, 2);
 	return NULL;
@@ -1055,6 +1079,7 @@ void stls_worker_init(struct stls_worker *w, const struct stls_config *cfg, unsi
 	w->next_id = 1;
 	w->next_mid = 1;
 	w->event_fd = -1;
+	w->keyop_fd = -1;
 	for (unsigned i = 0; i < STLS_WORKER_MAX_POLLS; i++)
 		w->polls[i].fd = -1;
 }

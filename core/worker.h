@@ -40,6 +40,8 @@ struct stls_worker_stats {
 	_Atomic uint64_t tls_failed;
 	_Atomic uint64_t starttls_injections; /* clear text sent after STARTTLS */
 	_Atomic uint64_t limit_rejects;	      /* refused by a sender group's limits or --max-per-ip */
+	_Atomic uint64_t keyop_signs;	      /* signatures the key-op process made */
+	_Atomic uint64_t keyop_failures;      /* and those it could not */
 };
 
 enum stls_worker_control {
@@ -131,6 +133,8 @@ struct stls_worker {
 	struct stls_worker_poll polls[STLS_WORKER_MAX_POLLS];
 	void *dns; /* the worker's resolver, made on first use (proto/dns.c) */
 	void (*dns_cleanup)(struct stls_worker *w);
+	int keyop_fd;		       /* signing channel to the key-op process, -1 without */
+	struct stls_keyop_chan *keyop; /* core/keyop_chan.c */
 
 	_Atomic int state; /* 0 starting, 1 running, -1 failed, 2 exited */
 	char error[256];
@@ -173,6 +177,15 @@ struct stls_session *stls_worker_session_new(struct stls_worker *w, const struct
 /* The session in slot if its generation is still gen (a callback that outlived its session gets
  * NULL). */
 struct stls_session *stls_worker_session_get(struct stls_worker *w, uint32_t slot, uint32_t gen);
+
+/* A session's connection as one number that outlives it safely: stls_worker_session_by_token
+ * gives the session back (and the side), or NULL once it ended or its slot was reused. */
+uint64_t stls_session_token(const struct stls_session *s, enum stls_side side);
+struct stls_session *stls_worker_session_by_token(struct stls_worker *w, uint64_t token, enum stls_side *out_side);
+
+/* The key-op process answered a signature for the connection on side: the handshake resumes as
+ * if ciphertext had arrived. */
+void stls_worker_tls_resume(struct stls_session *s, enum stls_side side);
 
 /* Calls fn for every session that is not ending (worker's thread only). */
 void stls_worker_each_session(struct stls_worker *w, void (*fn)(struct stls_session *s, void *ctx), void *ctx);

@@ -1,0 +1,268 @@
+/* Interop: --keyop-threads, handshake signatures made by the key-op process (starttls-keyop, with
+ * OpenSSL's libcrypto), driven with openssl s_client: RSA (TLS 1.3 PSS, TLS 1.2 PSS and PKCS#1)
+ * and ECDSA certificates, a crash and a restart, a stalled process that costs only the handshakes
+ * waiting for it, a reload to another key, and --check. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests/support/fixture.h"
+#include "tests/support/proc.h"
+#include "tests/support/smtp_client.h"
+
+static struct stls_fixture fx;
+static char pki[256];
+static char cert_path[320], key_path[320], chain_path[320];
+static char out[65536];
+
+static void copy_file(const char *from, const char *to)
+{
+	size_t len;
+	char *data = stls_proc_read_file(from, &len);
+	cr_assert_not_null(data, "cannot read %s", from);
+	cr_assert(stls_proc_write_file(to, data, len));
+	free(data);
+}
+
+/* Installs the PKI's RSA or ECDSA leaf as cert.pem/key.pem in the test's folder (so a test can
+ * replace them and reload). */
+static void install(bool ecdsa)
+{
+	char from[320];
+	snprintf(from, sizeof(from), "%s/%s", pki, ecdsa ? "leaf-ec.pem" : "leaf.pem");
+	copy_file(from, cert_path);
+	snprintf(from, sizeof(from), "%s/%s", pki, ecdsa ? "leaf-ec.key" : "leaf.key");
+	copy_file(from, key_path);
+}
+
+static void start(bool ecdsa, const char *const extra[])
+{
+	cr_assert(stls_fixture_init(&fx, "keyop"));
+	cr_assert(stls_fixture_pki(&fx, pki, sizeof(pki)));
+	snprintf(cert_path, sizeof(cert_path), "%s/cert.pem", fx.dir);
+	snprintf(key_path, sizeof(key_path), "%s/key.pem", fx.dir);
+	snprintf(chain_path, sizeof(chain_path), "%s/int.pem", pki);
+	install(ecdsa);
+	cr_assert(stls_fixture_start_backend(&fx, NULL), "see %s", fx.backend_log);
+	const char *args[32] = {
+		"--cert", cert_path, "--key", key_path, "--chain", chain_path, "--keyop-threads", "2"
+	};
+	unsigned n = 8;
+	for (unsigned i = 0; extra && extra[i] && n < 31; i++)
+		args[n++] = extra[i];
+	args[n] = NULL;
+	cr_assert(stls_fixture_start_proxy(&fx, args), "starttlsd did not start (see %s)", fx.proxy_out);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "close", 5000));
+}
+
+static void start_rsa(void)
+{
+	start(false, NULL);
+}
+
+static void start_ecdsa(void)
+{
+	start(true, NULL);
+}
+
+static void start_ecdsa_short_timeout(void)
+{
+	static const char *const extra[] = { "--handshake-timeout", "2", NULL };
+	start(true, extra);
+}
+
+static void teardown(void)
+{
+	stls_fixture_cleanup(&fx);
+}
+
+static void finish(void)
+{
+	int code = stls_fixture_cleanup(&fx);
+	cr_assert_eq(code, 0, "starttlsd did not exit cleanly (%d); its output was printed above", code);
+}
+
+TestSuite(keyop, .fini = teardown, .timeout = 120);
+
+/* The key-op process's pid from the newest "key-op process N started" line. */
+static pid_t keyop_pid(void)
+{
+	char *log = stls_proc_read_file(fx.proxy_log, NULL);
+	cr_assert_not_null(log);
+	pid_t pid = 0;
+	for (const char *p = log; (p = strstr(p, "key-op process ")) != NULL; p++) {
+		const char *q = p + strlen("key-op process ");
+		const char *started = strstr(q, " started");
+		if (started && started - q < 12)
+			pid = (pid_t)atoi(q);
+	}
+	/* "started again (pid N)" names the restarted one. */
+	for (const char *p = log; (p = strstr(p, "started again (pid ")) != NULL; p++)
+		pid = (pid_t)atoi(p + strlen("started again (pid "));
+	free(log);
+	cr_assert_gt(pid, 0, "no key-op process in the log");
+	return pid;
+}
+
+/* One verified STARTTLS session with extra s_client arguments; returns s_client's exit code. */
+static int handshake(const char *const extra[], const char *input)
+{
+	static char ca[320];
+	snprintf(ca, sizeof(ca), "%s/ca.pem", pki);
+	const char *args[24] = { "-CAfile",	ca,	  "-verify_return_error", "-verify_hostname", "mx.test",
+				 "-servername", "mx.test" };
+	unsigned n = 7;
+	for (unsigned i = 0; extra && extra[i] && n < 23; i++)
+		args[n++] = extra[i];
+	args[n] = NULL;
+	return stls_fixture_s_client(&fx, args, input ? input : "QUIT\n", out, sizeof(out));
+}
+
+static void assert_verified(const char *what)
+{
+	cr_assert(strstr(out, "Verification: OK") || strstr(out, "Verify return code: 0 (ok)"), "%s:\n%s", what, out);
+}
+
+Test(keyop, rsa_signatures_for_tls13_and_tls12, .init = start_rsa)
+{
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "signing thread", 1000));
+	/* TLS 1.3: RSA-PSS, and a whole message. */
+	static const char *const tls13[] = { "-tls1_3", NULL };
+	const char *input = "EHLO client.test\nMAIL FROM:<a@x.test>\nRCPT TO:<b@y.test>\nDATA\n"
+			    "Subject: signed elsewhere\n\nbody\n.\nQUIT\n";
+	cr_assert_eq(handshake(tls13, input), 0, "%s", out);
+	assert_verified("TLS 1.3");
+	cr_assert(strstr(out, "Peer signature type: RSA-PSS"), "%s", out);
+	cr_assert(strstr(out, "250 2.0.0"), "%s", out);
+	cr_assert(stls_fixture_wait_messages(&fx, 1, 5000));
+	/* TLS 1.2 with each RSA scheme a client may ask for. */
+	static const char *const tls12_pss[] = { "-tls1_2", "-sigalgs", "rsa_pss_rsae_sha384", NULL };
+	cr_assert_eq(handshake(tls12_pss, NULL), 0, "%s", out);
+	assert_verified("TLS 1.2 PSS");
+	cr_assert(strstr(out, "Peer signing digest: SHA384"), "%s", out);
+	static const char *const tls12_pkcs1[] = { "-tls1_2", "-sigalgs", "RSA+SHA512", NULL };
+	cr_assert_eq(handshake(tls12_pkcs1, NULL), 0, "%s", out);
+	assert_verified("TLS 1.2 PKCS#1");
+	cr_assert(strstr(out, "Peer signature type: RSA\n"), "%s", out);
+	cr_assert(strstr(out, "Peer signing digest: SHA512"), "%s", out);
+	/* Resumption signs nothing and still works. */
+	char sess[320];
+	snprintf(sess, sizeof(sess), "%s/sess.pem", fx.dir);
+	const char *save[] = { "-tls1_3", "-sess_out", sess, NULL };
+	cr_assert_eq(handshake(save, NULL), 0, "%s", out);
+	const char *resume[] = { "-tls1_3", "-sess_in", sess, NULL };
+	cr_assert_eq(handshake(resume, NULL), 0, "%s", out);
+	cr_assert(strstr(out, "Reused, TLSv1.3"), "%s", out);
+	cr_assert_eq(stls_proc_count_in_file(fx.proxy_log, "TLS failed"), 0);
+	finish();
+}
+
+/* The key-op process dies: it is started again, the key loaded again, handshakes go on. */
+Test(keyop, ecdsa_and_a_restart_after_a_crash, .init = start_ecdsa)
+{
+	static const char *const tls13[] = { "-tls1_3", NULL };
+	cr_assert_eq(handshake(tls13, NULL), 0, "%s", out);
+	assert_verified("before");
+	cr_assert(strstr(out, "Peer signature type: ECDSA"), "%s", out);
+	pid_t first = keyop_pid();
+	cr_assert_eq(kill(first, SIGKILL), 0);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "killed by signal 9", 5000), "%s",
+		  stls_proc_read_file(fx.proxy_log, NULL));
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "started again", 5000), "%s",
+		  stls_proc_read_file(fx.proxy_log, NULL));
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "1 key loaded", 1000));
+	pid_t second = keyop_pid();
+	cr_assert_neq(second, first);
+	cr_assert_eq(kill(second, 0), 0, "the new key-op process is not running");
+	static const char *const tls12[] = { "-tls1_2", NULL };
+	cr_assert_eq(handshake(tls12, NULL), 0, "%s", out);
+	assert_verified("after the restart, TLS 1.2");
+	cr_assert(strstr(out, "Peer signature type: ECDSA"), "%s", out);
+	cr_assert_eq(handshake(tls13, NULL), 0, "%s", out);
+	assert_verified("after the restart, TLS 1.3");
+	finish();
+}
+
+/* While the key-op process does not answer, only handshakes wait (and time out); a session
+ * already past its handshake, or without TLS, is served by the same worker meanwhile. Once it
+ * answers again, new handshakes succeed. */
+Test(keyop, a_stalled_process_holds_only_handshakes, .init = start_ecdsa_short_timeout)
+{
+	pid_t pid = keyop_pid();
+	cr_assert_eq(kill(pid, SIGSTOP), 0);
+	struct stls_smtp_client c;
+	cr_assert(stls_smtp_client_connect(&c, fx.proxy_port, 10000));
+	cr_assert_eq(stls_smtp_client_reply(&c), 220, "%s", c.last);
+	static const char *const tls13[] = { "-tls1_3", NULL };
+	int code = handshake(tls13, NULL);
+	/* (s_client prints "Verification: OK" even when no certificate came.) */
+	cr_assert(code != 0 && strstr(out, "no peer certificate available") && !strstr(out, "Peer signature type"),
+		  "a handshake succeeded without the key-op process (exit %d):\n%s", code, out);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "handshake timed out", 5000), "%s",
+		  stls_proc_read_file(fx.proxy_log, NULL));
+	/* The worker kept serving: a plain session runs a whole transaction. */
+	cr_assert(stls_smtp_client_sends(&c, "EHLO plain.test\r\n"));
+	cr_assert_eq(stls_smtp_client_reply(&c), 250, "%s", c.last);
+	cr_assert(stls_smtp_client_sends(&c, "MAIL FROM:<a@x.test>\r\n"));
+	cr_assert_eq(stls_smtp_client_reply(&c), 250, "%s", c.last);
+	cr_assert(stls_smtp_client_sends(&c, "QUIT\r\n"));
+	cr_assert_eq(stls_smtp_client_reply(&c), 221, "%s", c.last);
+	stls_smtp_client_close(&c);
+	cr_assert_eq(kill(pid, SIGCONT), 0);
+	/* Its late answer is for a session that ended: dropped. The next handshake is signed. */
+	cr_assert_eq(handshake(tls13, NULL), 0, "%s", out);
+	assert_verified("after SIGCONT");
+	finish();
+}
+
+/* SIGHUP with another key: the new one is loaded into the key-op process and signs. */
+Test(keyop, reload_to_another_key, .init = start_rsa)
+{
+	static const char *const tls13[] = { "-tls1_3", NULL };
+	cr_assert_eq(handshake(tls13, NULL), 0, "%s", out);
+	cr_assert(strstr(out, "Peer signature type: RSA-PSS"), "%s", out);
+	install(true);
+	unsigned before = stls_proc_count_in_file(fx.proxy_log, "reload committed");
+	cr_assert_eq(kill(fx.proxy.pid, SIGHUP), 0);
+	cr_assert_gt(stls_proc_wait_count(fx.proxy_log, "reload committed", before + 1, 10000), before, "%s",
+		     stls_proc_read_file(fx.proxy_log, NULL));
+	cr_assert_eq(handshake(tls13, NULL), 0, "%s", out);
+	assert_verified("after the reload");
+	cr_assert(strstr(out, "Peer signature type: ECDSA"), "%s", out);
+	cr_assert_eq(stls_proc_count_in_file(fx.proxy_log, "dropping key"), 0, "%s",
+		     stls_proc_read_file(fx.proxy_log, NULL));
+	finish();
+}
+
+/* --check starts the key-op process too and loads the key there; without the program beside
+ * starttlsd it says where it looked. */
+Test(keyop, check_loads_the_key_and_names_a_missing_program)
+{
+	cr_assert(stls_fixture_init(&fx, "keyop-check"));
+	cr_assert(stls_fixture_pki(&fx, pki, sizeof(pki)));
+	char cert[320], key[320], daemon[256];
+	snprintf(cert, sizeof(cert), "%s/leaf.pem", pki);
+	snprintf(key, sizeof(key), "%s/leaf.key", pki);
+	stls_proc_build_path("starttlsd", daemon, sizeof(daemon));
+	char *argv[] = { daemon,    "--backend", "127.0.0.1:2626", "--cert", cert, "--key", key, "--keyop-threads", "1",
+			 "--check", NULL };
+	int code = stls_proc_run(argv, NULL, 0, out, sizeof(out), 20000);
+	cr_assert_eq(code, 0, "%s", out);
+	cr_assert(strstr(out, "configuration is valid"), "%s", out);
+	/* The same binary alone in a folder. */
+	char lone[320];
+	snprintf(lone, sizeof(lone), "%s/starttlsd", fx.dir);
+	copy_file(daemon, lone);
+	cr_assert_eq(chmod(lone, 0755), 0);
+	argv[0] = lone;
+	code = stls_proc_run(argv, NULL, 0, out, sizeof(out), 20000);
+	cr_assert_eq(code, 1, "%s", out);
+	char expect[400];
+	snprintf(expect, sizeof(expect), "--keyop-threads needs %s/starttls-keyop", fx.dir);
+	cr_assert(strstr(out, expect), "%s", out);
+	stls_fixture_cleanup(&fx);
+}

@@ -129,6 +129,8 @@ def find_dependencies(cc):
         ("c-ares", "%s/libcares.so" % libdir, "libc-ares-dev"),
         ("Criterion headers", "/usr/include/criterion/criterion.h", "libcriterion-dev"),
         ("Criterion", "%s/libcriterion.so" % libdir, "libcriterion-dev"),
+        ("OpenSSL 3 headers (for starttls-keyop)", "/usr/include/openssl/evp.h", "libssl-dev"),
+        ("OpenSSL 3 libcrypto (for starttls-keyop)", "%s/libcrypto.so" % libdir, "libssl-dev"),
     ]
     for what, path, package in checks:
         if not os.path.exists(path):

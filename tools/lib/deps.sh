@@ -1,8 +1,9 @@
 # Installs the Debian packages the project needs, only those missing. Sourced by tools/run and
 # tools/test, which must work on a fresh Debian 12 machine.
 
-# What building the daemon needs.
-STLS_BUILD_PACKAGES="gcc libc6-dev ninja-build python3 android-libboringssl-dev liburing-dev libjemalloc-dev libcriterion-dev libc-ares-dev"
+# What building the daemon needs. libssl-dev is Debian's OpenSSL 3, for starttls-keyop only: the
+# key-op helper signs with its libcrypto, about twice as fast as BoringSSL's for RSA and ECDSA.
+STLS_BUILD_PACKAGES="gcc libc6-dev ninja-build python3 android-libboringssl-dev liburing-dev libjemalloc-dev libcriterion-dev libc-ares-dev libssl-dev"
 # What the quick start adds: swaks to send a test message (Net::SSLeay for its --tls).
 STLS_RUN_PACKAGES="$STLS_BUILD_PACKAGES swaks libnet-ssleay-perl"
 # What the test suite adds: the real programs the interop tests drive, the format check, and

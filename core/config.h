@@ -9,6 +9,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+/* A number flag left to the daemon to choose ("auto"). */
+#define STLS_FLAG_AUTO UINT32_MAX
+
 enum { STLS_MAX_LISTEN = 16, STLS_MAX_WORKERS = 256, STLS_MAX_CIDRS = 64 };
 
 struct stls_addr {
@@ -49,7 +52,7 @@ struct stls_config {
 	char hostname[256];
 	unsigned workers;
 	bool no_pin;
-	uint32_t keyop_threads; /* 0: workers sign themselves */
+	uint32_t keyop_threads; /* 0: workers sign themselves; STLS_FLAG_AUTO until main resolves it */
 	char log_path[1024];
 
 	uint32_t max_sessions;

@@ -33,7 +33,8 @@ struct flag {
 	const char *def; /* default, parsed like a value; NULL for none */
 	const char *help;
 	const char *const *choices; /* FK_ENUM: NULL-terminated */
-	size_t aux;		    /* FK_LISTEN, FK_CIDR: offset of the count; the first use replaces the default */
+	size_t aux; /* FK_LISTEN, FK_CIDR: offset of the count; the first use replaces the default. FK_U32: 1
+		     * when "auto" is allowed too (stored as STLS_FLAG_AUTO) */
 };
 
 static const char *const tls_policies[] = { "off", "preferred", "required", NULL };
@@ -117,9 +118,11 @@ static const struct flag flags[] = {
 	{ "workers", "N", FK_U32, CFG(workers), 0, STLS_MAX_WORKERS, "0",
 	  "worker threads, each with its own io_uring (0 = one per online CPU)" },
 	{ "no-pin", NULL, FK_BOOL, CFG(no_pin), 0, 0, NULL, "do not pin worker threads to CPUs" },
-	{ "keyop-threads", "N", FK_U32, CFG(keyop_threads), 0, 256, "0",
-	  "sign TLS handshakes in a key-op process (starttls-keyop, OpenSSL's faster libcrypto) with N threads, so "
-	  "a worker never stalls on a signature (0 = the workers sign with BoringSSL)" },
+	{ "keyop-threads", "N|auto", FK_U32, CFG(keyop_threads), 0, 256, "auto",
+	  "sign TLS handshakes in a key-op process (starttls-keyop, with OpenSSL's faster libcrypto) with N threads, "
+	  "so a worker never stalls on a signature; auto: one per worker when starttls-keyop is installed beside "
+	  "starttlsd; 0: the workers sign (BoringSSL)",
+	  NULL, 1 },
 
 	{ NULL, NULL, FK__COUNT, 0, 0, 0, 0, NULL, "Limits:" },
 	{ "max-sessions", "N", FK_U32, CFG(max_sessions), 1, 10000000, "10000",
@@ -343,11 +346,15 @@ static enum stls_err flag_set(struct parse_state *ps, const struct flag *f, cons
 	switch (f->kind) {
 	case FK_BOOL: *(bool *)field = true; return STLS_OK;
 	case FK_U32: {
+		if (f->aux && strcmp(v, "auto") == 0) {
+			*(uint32_t *)field = STLS_FLAG_AUTO;
+			return STLS_OK;
+		}
 		errno = 0;
 		unsigned long long n = strtoull(v, &end, 10);
 		if (errno || end == v || *end || v[0] == '-' || n < f->min || n > f->max) {
-			fprintf(ps->err, "starttlsd: --%s %s: expected a number from %llu to %llu\n", f->name, v,
-				(unsigned long long)f->min, (unsigned long long)f->max);
+			fprintf(ps->err, "starttlsd: --%s %s: expected a number from %llu to %llu%s\n", f->name, v,
+				(unsigned long long)f->min, (unsigned long long)f->max, f->aux ? ", or auto" : "");
 			return STLS_ERR_USAGE;
 		}
 		*(uint32_t *)field = (uint32_t)n;
@@ -586,7 +593,12 @@ void stls_flags_print(const struct stls_config *cfg, FILE *out)
 			if (*(const bool *)field)
 				fprintf(out, "--%s\n", f->name);
 			break;
-		case FK_U32: fprintf(out, "--%s %u\n", f->name, *(const uint32_t *)field); break;
+		case FK_U32:
+			if (f->aux && *(const uint32_t *)field == STLS_FLAG_AUTO)
+				fprintf(out, "--%s auto\n", f->name);
+			else
+				fprintf(out, "--%s %u\n", f->name, *(const uint32_t *)field);
+			break;
 		case FK_SECONDS: {
 			uint32_t ms = *(const uint32_t *)field;
 			fprintf(out, "--%s %u\n", f->name, ms / 1000);

@@ -40,20 +40,28 @@ struct stls_keyop {
 };
 
 /* starttls-keyop lives beside starttlsd (build/, or wherever both were installed). */
-static enum stls_err find_program(struct stls_keyop *k, char *err, size_t err_len)
+static bool program_path(char *out, size_t out_len)
 {
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0) {
-		snprintf(err, err_len, "cannot find starttlsd's own path: %s", strerror(errno));
-		return STLS_ERR_CONFIG;
-	}
+	if (n <= 0)
+		return false;
 	self[n] = '\0';
 	char *slash = strrchr(self, '/');
 	if (slash)
 		*slash = '\0';
-	if (snprintf(k->path, sizeof(k->path), "%s/starttls-keyop", slash ? self : ".") >= (int)sizeof(k->path)) {
-		snprintf(err, err_len, "path too long");
+	return snprintf(out, out_len, "%s/starttls-keyop", slash ? self : ".") < (int)out_len;
+}
+
+bool stls_keyop_available(char *out_path, size_t out_len)
+{
+	return program_path(out_path, out_len) && access(out_path, X_OK) == 0;
+}
+
+static enum stls_err find_program(struct stls_keyop *k, char *err, size_t err_len)
+{
+	if (!program_path(k->path, sizeof(k->path))) {
+		snprintf(err, err_len, "cannot find starttlsd's own path: %s", strerror(errno));
 		return STLS_ERR_CONFIG;
 	}
 	if (access(k->path, X_OK) != 0) {

@@ -13,6 +13,7 @@
  * a restarted process. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +21,10 @@
 #include "core/span.h"
 
 struct stls_keyop;
+
+/* Whether starttls-keyop is installed beside starttlsd; *out_path (PATH_MAX bytes) gets where it
+ * was looked for. */
+bool stls_keyop_available(char *out_path, size_t out_len);
 
 /* Creates the channels for num_workers workers and starts the process with num_threads signing
  * threads. Returns STLS_OK, or a failure with the reason in err. */

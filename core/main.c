@@ -9,6 +9,7 @@
 #include <stdalign.h>
 #include <poll.h>
 #include <pthread.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -524,9 +525,25 @@ static void keyop_drop(void *ctx, uint32_t key_id)
  * keys go there. Returns 0, or -1 after saying why (logged, or printed when log is false). */
 static int keyop_start(struct daemon *d, bool log)
 {
+	char err[300];
+	if (d->cfg.keyop_threads == STLS_FLAG_AUTO) {
+		char path[PATH_MAX];
+		bool found = stls_keyop_available(path, sizeof(path));
+		d->cfg.keyop_threads = found ? d->cfg.workers : 0;
+		if (!found) {
+			if (log)
+				stls_log_warn("%s is not installed: the workers sign TLS handshakes themselves "
+					      "(slower; see --keyop-threads)",
+					      path);
+			else
+				fprintf(stderr,
+					"starttlsd: warning: %s is not installed: the workers sign TLS "
+					"handshakes themselves (slower; see --keyop-threads)\n",
+					path);
+		}
+	}
 	if (d->cfg.keyop_threads == 0)
 		return 0;
-	char err[300];
 	if (stls_tls_init() != STLS_OK) {
 		snprintf(err, sizeof(err), "cannot initialise TLS");
 	} else if (stls_keyop_start(&d->keyop, d->cfg.keyop_threads, d->cfg.workers, err, sizeof(err)) == STLS_OK) {

@@ -67,7 +67,7 @@ enum stls_err stls_tls_server_new(struct stls_tls_server **out, struct stls_cert
 		snprintf(err, err_len, "cannot set up TLS: %s", ERR_reason_error_string(ERR_peek_last_error()));
 		goto out;
 	}
-	if (cfg->keyop_threads > 0) {
+	if (stls_tls_keyop_enabled()) {
 		/* The key goes to the key-op process; this process keeps only the certificate (the
 		 * checks above already matched the two). */
 		if (stls_tls_keyop_attach(srv->ctx, &srv->key_id, bundle.key, err, err_len) != STLS_OK)

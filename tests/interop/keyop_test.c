@@ -239,7 +239,8 @@ Test(keyop, reload_to_another_key, .init = start_rsa)
 }
 
 /* --check starts the key-op process too and loads the key there; without the program beside
- * starttlsd it says where it looked. */
+ * starttlsd it says where it looked, or (auto) falls back to signing in the workers, with a
+ * warning. */
 Test(keyop, check_loads_the_key_and_names_a_missing_program)
 {
 	cr_assert(stls_fixture_init(&fx, "keyop-check"));
@@ -264,5 +265,18 @@ Test(keyop, check_loads_the_key_and_names_a_missing_program)
 	char expect[400];
 	snprintf(expect, sizeof(expect), "--keyop-threads needs %s/starttls-keyop", fx.dir);
 	cr_assert(strstr(out, expect), "%s", out);
+	/* Left to choose (the default, auto), the lone binary signs in its workers and says so. */
+	char *auto_argv[] = { lone, "--backend", "127.0.0.1:2626", "--cert", cert, "--key", key, "--check", NULL };
+	code = stls_proc_run(auto_argv, NULL, 0, out, sizeof(out), 20000);
+	cr_assert_eq(code, 0, "%s", out);
+	snprintf(expect, sizeof(expect), "warning: %s/starttls-keyop is not installed", fx.dir);
+	cr_assert(strstr(out, expect), "%s", out);
+	cr_assert(strstr(out, "--keyop-threads 0\n"), "%s", out);
+	/* Beside starttls-keyop, auto means one signing thread per worker. */
+	char *workers_argv[] = { daemon, "--backend", "127.0.0.1:2626", "--cert", cert, "--key", key, "--workers", "3",
+				 "--check", NULL };
+	code = stls_proc_run(workers_argv, NULL, 0, out, sizeof(out), 20000);
+	cr_assert_eq(code, 0, "%s", out);
+	cr_assert(strstr(out, "--keyop-threads 3\n"), "%s", out);
 	stls_fixture_cleanup(&fx);
 }

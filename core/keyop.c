@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@ struct stls_keyop {
 	unsigned num_threads;
 	unsigned num_workers;
 	pid_t pid;
+	int pidfd;	/* readable once the process ended: a wait for its answer stops at once */
 	int ctl;	/* the main thread's end of the control channel */
 	int child_ctl;	/* the process's end, kept for restarts */
 	int *worker_fd; /* each worker's end of its signing channel */
@@ -38,6 +40,13 @@ struct stls_keyop {
 	uint64_t started_ms;
 	struct keyop_key keys[STLS_KEYOP_MAX_KEYS];
 };
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
 
 /* starttls-keyop lives beside starttlsd (build/, or wherever both were installed). */
 static bool program_path(char *out, size_t out_len)
@@ -79,7 +88,7 @@ static void exec_child(const struct stls_keyop *k, char *const argv[])
 	/* Every channel first moves above the target numbers, so no dup2 below overwrites one not
 	 * yet moved. */
 	int ctl = fcntl(k->child_ctl, F_DUPFD_CLOEXEC, high);
-	if (ctl < 0 || dup2(ctl, STLS_KEYOP_CONTROL_FD) < 0)
+	if (ctl < 0)
 		_exit(127);
 	for (unsigned i = 0; i < num; i++) {
 		int fd = fcntl(k->child_fd[i], F_DUPFD_CLOEXEC, high);
@@ -87,6 +96,8 @@ static void exec_child(const struct stls_keyop *k, char *const argv[])
 			_exit(127);
 		k->child_fd[i] = fd; /* the child's copy of the array */
 	}
+	if (dup2(ctl, STLS_KEYOP_CONTROL_FD) < 0)
+		_exit(127);
 	for (unsigned i = 0; i < num; i++)
 		if (dup2(k->child_fd[i], STLS_KEYOP_FIRST_WORKER_FD + (int)i) < 0)
 			_exit(127);
@@ -98,12 +109,26 @@ static void exec_child(const struct stls_keyop *k, char *const argv[])
 	_exit(127);
 }
 
+static void drain(int fd)
+{
+	uint8_t scratch[256];
+	for (unsigned i = 0; i < 100000; i++)
+		if (recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT | MSG_TRUNC) < 0 && errno != EINTR)
+			return;
+}
+
 static enum stls_err spawn(struct stls_keyop *k, char *err, size_t err_len)
 {
 	char threads[16], workers[16];
 	snprintf(threads, sizeof(threads), "%u", k->num_threads);
 	snprintf(workers, sizeof(workers), "%u", k->num_workers);
 	char *const argv[] = { "starttls-keyop", "--threads", threads, "--workers", workers, NULL };
+	/* Control messages a dead process left unread, and answers nobody waits for, must not reach
+	 * the next one or be taken for its answers. (Signing requests stay: the next process serves
+	 * them.) */
+	drain(k->child_ctl);
+	drain(k->ctl);
+	k->started_ms = stls_clock_ms();
 	pid_t pid = fork();
 	if (pid < 0) {
 		snprintf(err, err_len, "fork: %s", strerror(errno));
@@ -112,7 +137,7 @@ static enum stls_err spawn(struct stls_keyop *k, char *err, size_t err_len)
 	if (pid == 0)
 		exec_child(k, argv);
 	k->pid = pid;
-	k->started_ms = stls_clock_ms();
+	k->pidfd = pidfd_open(pid, 0);
 	return STLS_OK;
 }
 
@@ -128,20 +153,27 @@ static enum stls_err control(struct stls_keyop *k, uint32_t type, uint32_t key_i
 	struct stls_keyop_ctl hdr = { .type = type, .key_id = key_id, .der_len = (uint32_t)der.len };
 	struct iovec iov[2] = { { &hdr, sizeof(hdr) }, { (void *)der.ptr, der.len } };
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = der.len ? 2 : 1 };
-	if (sendmsg(k->ctl, &msg, MSG_NOSIGNAL) < 0) {
+	/* Requests are answered one at a time: anything waiting is the answer to one that timed
+	 * out. Never block: a process that stopped reading must not stop the main thread. */
+	drain(k->ctl);
+	if (sendmsg(k->ctl, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 		snprintf(err, err_len, "cannot reach the key-op process: %s", strerror(errno));
 		return STLS_ERR_IO;
 	}
 	uint64_t deadline = stls_clock_ms() + wait_ms;
 	for (;;) {
 		uint64_t now = stls_clock_ms();
-		struct pollfd pfd = { .fd = k->ctl, .events = POLLIN };
-		int ret = now >= deadline ? 0 : poll(&pfd, 1, (int)(deadline - now));
+		struct pollfd pfds[2] = { { .fd = k->ctl, .events = POLLIN }, { .fd = k->pidfd, .events = POLLIN } };
+		int ret = now >= deadline ? 0 : poll(pfds, k->pidfd >= 0 ? 2 : 1, (int)(deadline - now));
 		if (ret < 0 && errno == EINTR)
 			continue;
 		if (ret <= 0) {
 			snprintf(err, err_len, "the key-op process did not answer within %u ms", wait_ms);
 			return STLS_ERR_TIMEOUT;
+		}
+		if (!pfds[0].revents && pfds[1].revents) {
+			snprintf(err, err_len, "the key-op process ended");
+			return STLS_ERR_IO;
 		}
 		struct stls_keyop_ctl_reply reply;
 		ssize_t n = recv(k->ctl, &reply, sizeof(reply), MSG_DONTWAIT);
@@ -175,7 +207,7 @@ enum stls_err stls_keyop_start(struct stls_keyop **out, unsigned num_threads, un
 	}
 	k->num_threads = num_threads;
 	k->num_workers = num_workers;
-	k->ctl = k->child_ctl = -1;
+	k->ctl = k->child_ctl = k->pidfd = -1;
 	k->worker_fd = stls_calloc(num_workers, sizeof(int));
 	k->child_fd = stls_calloc(num_workers, sizeof(int));
 	if (!k->worker_fd || !k->child_fd) {
@@ -303,6 +335,12 @@ static void restart(struct stls_keyop *k)
 			stls_log_crit("key-op process: key %u: %s", key->id, err);
 		}
 	}
+	/* The process starts signing at this PING, with every key in place: requests queued while
+	 * none ran are signed, not refused. */
+	if (control(k, STLS_KEYOP_CTL_PING, 0, (struct stls_span){ 0 }, CONTROL_WAIT_MS, err, sizeof(err)) != STLS_OK) {
+		stls_log_crit("key-op process %d: %s", (int)k->pid, err);
+		return; /* its exit, if it ended, comes as SIGCHLD */
+	}
 	stls_log_info("key-op process started again (pid %d), %u key%s loaded%s", (int)k->pid, loaded,
 		      loaded == 1 ? "" : "s", failed ? ", some failed (above)" : "");
 }
@@ -322,6 +360,7 @@ void stls_keyop_on_child(struct stls_keyop *k)
 		stls_log_crit("key-op process %d exited with status %d; handshakes waiting for it fail", (int)pid,
 			      WEXITSTATUS(status));
 	k->pid = 0;
+	close_fd(&k->pidfd);
 	/* A process that dies at once must not be started in a tight loop. */
 	if (stls_clock_ms() - k->started_ms < RESTART_GAP_MS)
 		k->restart_due = true;
@@ -343,13 +382,6 @@ unsigned stls_keyop_restarts(const struct stls_keyop *k)
 int stls_keyop_pid(const struct stls_keyop *k)
 {
 	return k ? (int)k->pid : 0;
-}
-
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
 }
 
 void stls_keyop_stop(struct stls_keyop **pk)
@@ -375,6 +407,7 @@ void stls_keyop_stop(struct stls_keyop **pk)
 			usleep(10000);
 		}
 	}
+	close_fd(&k->pidfd);
 	for (unsigned i = 0; i < STLS_KEYOP_MAX_KEYS; i++)
 		key_forget(&k->keys[i]);
 	stls_free_ptr(&k->worker_fd);

@@ -22,7 +22,9 @@ struct stls_keyop_chan {
 	int fd;
 	struct stls_buf backlog; /* [u16 length][request] ... */
 	bool eof;
-	uint8_t tx[sizeof(struct stls_keyop_req) + STLS_KEYOP_MAX_INPUT];
+	uint64_t warned_ms; /* the last "cannot send" line: at most one a second */
+	/* A request as the backlog holds it: its length (2 bytes), then what is sent. */
+	uint8_t tx[sizeof(uint16_t) + sizeof(struct stls_keyop_req) + STLS_KEYOP_MAX_INPUT];
 	uint8_t rx[sizeof(struct stls_keyop_resp) + STLS_KEYOP_MAX_SIG + 1];
 };
 
@@ -128,32 +130,37 @@ static void on_fd(void *ctx, int fd, unsigned revents)
 	watch(ch);
 }
 
+/* A request could not be sent: counted, and said at most once a second. */
+static enum stls_err refuse(struct stls_keyop_chan *ch, enum stls_err err, const char *why)
+{
+	stls_counter_inc(&ch->w->stats.keyop_failures);
+	if (ch->w->now_ms - ch->warned_ms >= 1000 || ch->warned_ms == 0) {
+		ch->warned_ms = ch->w->now_ms ? ch->w->now_ms : 1;
+		stls_log_warn("worker %u: key-op channel: %s: handshakes fail until it drains", ch->w->index, why);
+	}
+	return err;
+}
+
 static enum stls_err submit(void *ctx, uint64_t token, uint32_t key_id, uint16_t sigalg, struct stls_span in)
 {
 	struct stls_keyop_chan *ch = ctx;
 	if (ch->eof || in.len > STLS_KEYOP_MAX_INPUT)
 		return STLS_ERR_CLOSED;
 	struct stls_keyop_req req = { .token = token, .key_id = key_id, .sigalg = sigalg, .in_len = (uint16_t)in.len };
-	size_t len = sizeof(req) + in.len;
-	memcpy(ch->tx, &req, sizeof(req));
-	memcpy(ch->tx + sizeof(req), in.ptr, in.len);
+	uint16_t len = (uint16_t)(sizeof(req) + in.len);
+	memcpy(ch->tx, &len, sizeof(len));
+	memcpy(ch->tx + sizeof(len), &req, sizeof(req));
+	memcpy(ch->tx + sizeof(len) + sizeof(req), in.ptr, in.len);
 	if (stls_buf_empty(&ch->backlog)) {
-		ssize_t n = send(ch->fd, ch->tx, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		ssize_t n = send(ch->fd, ch->tx + sizeof(len), len, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n == (ssize_t)len)
 			return STLS_OK;
-		if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
-			stls_log_crit("worker %u: key-op channel: %s", ch->w->index,
-				      n < 0 ? strerror(errno) : "short send");
-			return STLS_ERR_IO;
-		}
+		if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+			return refuse(ch, STLS_ERR_IO, n < 0 ? strerror(errno) : "short send");
 	}
-	uint16_t len16 = (uint16_t)len;
-	if (stls_buf_append(&ch->backlog, stls_span_make(&len16, sizeof(len16)), BACKLOG_LIMIT) != STLS_OK ||
-	    stls_buf_append(&ch->backlog, stls_span_make(ch->tx, len), BACKLOG_LIMIT) != STLS_OK) {
-		stls_log_warn("worker %u: key-op backlog full (%u bytes): a handshake fails", ch->w->index,
-			      (unsigned)BACKLOG_LIMIT);
-		return STLS_ERR_LIMIT;
-	}
+	/* One append, length and request together: the backlog never holds half an entry. */
+	if (stls_buf_append(&ch->backlog, stls_span_make(ch->tx, sizeof(len) + len), BACKLOG_LIMIT) != STLS_OK)
+		return refuse(ch, STLS_ERR_LIMIT, "backlog full (4 MiB of requests)");
 	watch(ch);
 	return STLS_OK;
 }

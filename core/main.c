@@ -770,8 +770,9 @@ static void main_loop(struct daemon *d)
 				probe_backend(d, false);
 			if (now >= d->next_ticket_ms)
 				rotate_tickets(d, false);
-			stls_keyop_tick(d->keyop, now);
 		}
+		/* Sessions finishing during a shutdown still need their signatures. */
+		stls_keyop_tick(d->keyop, now);
 		if (d->out) {
 			struct stls_snapshot *cur = stls_snapshot_current();
 			stls_alert_set_backend((const struct sockaddr *)&cur->backend_addr, cur->backend_addr_len);

@@ -51,6 +51,7 @@ enum key_kind {
 
 enum digest {
 	DIGEST_NONE = 0, /* Ed25519 hashes the message itself */
+	DIGEST_SHA1,
 	DIGEST_SHA256,
 	DIGEST_SHA384,
 	DIGEST_SHA512,
@@ -60,12 +61,14 @@ enum digest {
 /* The TLS SignatureSchemes this process signs with (RFC 8446 4.2.3). rsa_pkcs1_md5_sha1 (0xff01,
  * BoringSSL's TLS 1.0/1.1 signature) is not among them: the daemon speaks TLS 1.2 and 1.3 only. */
 enum scheme {
-	SCHEME_RSA_PKCS1_SHA256 = 0,
+	SCHEME_RSA_PKCS1_SHA1 = 0,
+	SCHEME_RSA_PKCS1_SHA256,
 	SCHEME_RSA_PKCS1_SHA384,
 	SCHEME_RSA_PKCS1_SHA512,
 	SCHEME_RSA_PSS_SHA256,
 	SCHEME_RSA_PSS_SHA384,
 	SCHEME_RSA_PSS_SHA512,
+	SCHEME_ECDSA_SHA1,
 	SCHEME_ECDSA_P256_SHA256,
 	SCHEME_ECDSA_P384_SHA384,
 	SCHEME_ECDSA_P521_SHA512,
@@ -75,13 +78,16 @@ enum scheme {
 
 struct scheme_info {
 	uint16_t code;
-	enum key_kind kind; /* the only kind of key it signs with */
+	enum key_kind kind; /* the kind of key it signs with; for ECDSA see scheme_fits */
 	enum digest digest;
 	int padding; /* RSA only: RSA_PKCS1_PADDING or RSA_PKCS1_PSS_PADDING */
 	const char *name;
 };
 
 static const struct scheme_info k_schemes[SCHEME__COUNT] = {
+	/* A TLS 1.2 client that sends no signature_algorithms gets SHA-1 (RFC 5246 7.4.1.4.1). */
+	[SCHEME_RSA_PKCS1_SHA1] = { 0x0201, KEY_RSA, DIGEST_SHA1, RSA_PKCS1_PADDING, "rsa_pkcs1_sha1" },
+	[SCHEME_ECDSA_SHA1] = { 0x0203, KEY_P256, DIGEST_SHA1, 0, "ecdsa_sha1" },
 	[SCHEME_RSA_PKCS1_SHA256] = { 0x0401, KEY_RSA, DIGEST_SHA256, RSA_PKCS1_PADDING, "rsa_pkcs1_sha256" },
 	[SCHEME_RSA_PKCS1_SHA384] = { 0x0501, KEY_RSA, DIGEST_SHA384, RSA_PKCS1_PADDING, "rsa_pkcs1_sha384" },
 	[SCHEME_RSA_PKCS1_SHA512] = { 0x0601, KEY_RSA, DIGEST_SHA512, RSA_PKCS1_PADDING, "rsa_pkcs1_sha512" },
@@ -94,6 +100,19 @@ static const struct scheme_info k_schemes[SCHEME__COUNT] = {
 	[SCHEME_ED25519] = { 0x0807, KEY_ED25519, DIGEST_NONE, 0, "ed25519" },
 };
 
+static bool is_ec(enum key_kind kind)
+{
+	return kind == KEY_P256 || kind == KEY_P384 || kind == KEY_P521;
+}
+
+/* Whether sc can sign with a key of this kind. An ECDSA scheme names its curve only in TLS 1.3;
+ * in TLS 1.2 ecdsa_secp256r1_sha256 means ECDSA with SHA-256 on whatever curve the certificate
+ * has, and BoringSSL asks for it so with a P-384 key (it enforces the curve itself in TLS 1.3). */
+static bool scheme_fits(const struct scheme_info *sc, enum key_kind kind)
+{
+	return sc->kind == kind || (is_ec(sc->kind) && is_ec(kind));
+}
+
 /* What TLS 1.3 signs with for each kind of key: what --bench measures. */
 static const enum scheme k_tls13_scheme[KEY__COUNT] = {
 	[KEY_RSA] = SCHEME_RSA_PSS_SHA256,     [KEY_P256] = SCHEME_ECDSA_P256_SHA256,
@@ -102,6 +121,7 @@ static const enum scheme k_tls13_scheme[KEY__COUNT] = {
 };
 
 static const char *const k_digest_names[DIGEST__COUNT] = {
+	[DIGEST_SHA1] = "SHA1",
 	[DIGEST_SHA256] = "SHA2-256",
 	[DIGEST_SHA384] = "SHA2-384",
 	[DIGEST_SHA512] = "SHA2-512",
@@ -137,6 +157,8 @@ struct keyop {
 	EVP_MD *digests[DIGEST__COUNT]; /* fetched once: a fetch per signature costs a lookup */
 	struct signer **signers;
 	unsigned num_signers;
+	unsigned num_threads, num_workers;
+	bool signing;	  /* the signer threads run: after the first PING */
 	atomic_bool quit; /* the control channel closed: the signers end */
 };
 
@@ -464,7 +486,7 @@ static enum stls_keyop_status sign(struct signer *s, uint8_t *out_sig, size_t *o
 	}
 	struct prepared *p = slot < STLS_KEYOP_MAX_KEYS && sc ? &s->prepared[slot][sc_index] : NULL;
 	bool ready = p && p->pctx && p->gen == gen;
-	if (slot < STLS_KEYOP_MAX_KEYS && sc && sc->kind == kind && !ready) {
+	if (slot < STLS_KEYOP_MAX_KEYS && sc && scheme_fits(sc, kind) && !ready) {
 		pkey = k->keys.slots[slot].pkey;
 		EVP_PKEY_up_ref(pkey);
 	}
@@ -472,7 +494,7 @@ static enum stls_keyop_status sign(struct signer *s, uint8_t *out_sig, size_t *o
 
 	if (slot == STLS_KEYOP_MAX_KEYS)
 		return STLS_KEYOP_UNKNOWN_KEY;
-	if (!sc || sc->kind != kind)
+	if (!sc || !scheme_fits(sc, kind))
 		return STLS_KEYOP_BAD_ALG;
 
 	enum stls_keyop_status ret = STLS_KEYOP_FAILED;
@@ -727,6 +749,29 @@ static void serve_control(struct keyop *k, struct stls_keyop_ctl_reply *out, con
 	}
 }
 
+/* Starts the signer threads. Not before the first PING: starttlsd sends it after loading the keys,
+ * so a process started after a crash does not refuse the requests queued in the channels for a
+ * key it has not been given yet. Returns false after saying why. */
+static bool start_signers(struct keyop *k)
+{
+	k->signing = true;
+	for (unsigned t = 0; t < k->num_threads; t++) {
+		struct signer *s = signer_new(k, t, k->num_threads, k->num_workers);
+		if (!s) {
+			fail("cannot set up signer thread %u", t);
+			return false;
+		}
+		k->signers[k->num_signers++] = s;
+		int err = pthread_create(&s->thread, NULL, signer_main, s);
+		if (err != 0) {
+			fail("cannot start signer thread %u: %s", t, strerror(err));
+			return false;
+		}
+		s->started = true;
+	}
+	return true;
+}
+
 /* Serves the control channel until starttlsd closes it (returns EXIT_SUCCESS) or it fails. */
 static int control_loop(struct keyop *k, int fd)
 {
@@ -764,6 +809,9 @@ static int control_loop(struct keyop *k, int fd)
 			fail("control channel: %s", strerror(errno));
 			goto out;
 		}
+		if (reply.type == STLS_KEYOP_CTL_PING && reply.status == STLS_KEYOP_OK && !k->signing &&
+		    !start_signers(k))
+			goto out;
 	}
 	ret = EXIT_SUCCESS;
 out:
@@ -819,27 +867,14 @@ static int serve(unsigned num_threads, unsigned num_workers)
 		fail("OpenSSL has no SHA-2 digests");
 		goto out;
 	}
+	k.num_threads = num_threads;
+	k.num_workers = num_workers;
 	k.signers = calloc(num_threads, sizeof(*k.signers));
 	if (!k.signers) {
 		fail("out of memory");
 		goto out;
 	}
-	for (unsigned t = 0; t < num_threads; t++) {
-		struct signer *s = signer_new(&k, t, num_threads, num_workers);
-		if (!s) {
-			fail("cannot set up signer thread %u", t);
-			goto stop;
-		}
-		k.signers[k.num_signers++] = s;
-		int err = pthread_create(&s->thread, NULL, signer_main, s);
-		if (err != 0) {
-			fail("cannot start signer thread %u: %s", t, strerror(err));
-			goto stop;
-		}
-		s->started = true;
-	}
 	ret = control_loop(&k, STLS_KEYOP_CONTROL_FD);
-stop:
 	/* Not shutdown() on the channels: starttlsd keeps this side's ends open for the process it
 	 * starts next, and a shutdown would end the sockets for it too. Requests not yet taken stay
 	 * queued for that process. */

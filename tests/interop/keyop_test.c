@@ -187,6 +187,77 @@ Test(keyop, ecdsa_and_a_restart_after_a_crash, .init = start_ecdsa)
 	finish();
 }
 
+/* A handshake whose request was queued when the process died is signed by the next one: it loads
+ * the keys before it reads the queued requests. */
+Test(keyop, a_request_queued_across_a_crash_is_signed_by_the_next_process, .init = start_ecdsa)
+{
+	pid_t first = keyop_pid();
+	unsigned before = stls_proc_count_in_file(fx.proxy_log, "New SMTP ICID");
+	cr_assert_eq(kill(first, SIGSTOP), 0);
+	/* s_client in the background: its ClientHello's signature request waits in the channel. */
+	char ca[320], cmd[1400], result[320];
+	snprintf(ca, sizeof(ca), "%s/ca.pem", pki);
+	snprintf(result, sizeof(result), "%s/queued.out", fx.dir);
+	snprintf(cmd, sizeof(cmd),
+		 "(echo QUIT; sleep 8) | timeout 25 openssl s_client -starttls smtp -connect 127.0.0.1:%u -CAfile %s "
+		 "-verify_return_error -verify_hostname mx.test -servername mx.test -tls1_3 > %s 2>&1 &",
+		 fx.proxy_port, ca, result);
+	cr_assert_eq(system(cmd), 0);
+	cr_assert_gt(stls_proc_wait_count(fx.proxy_log, "New SMTP ICID", before + 1, 10000), before);
+	usleep(1000000); /* the ClientHello reaches the worker, its request the channel */
+	cr_assert_eq(kill(first, SIGKILL), 0);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "started again", 5000), "%s",
+		  stls_proc_read_file(fx.proxy_log, NULL));
+	cr_assert(stls_proc_wait_file_contains(result, "Verification: OK", 20000), "%s",
+		  stls_proc_read_file(result, NULL));
+	cr_assert(stls_proc_wait_file_contains(result, "Peer signature type: ECDSA", 1000));
+	cr_assert_eq(stls_proc_count_in_file(fx.proxy_log, "TLS failed"), 0, "%s",
+		     stls_proc_read_file(fx.proxy_log, NULL));
+	finish();
+}
+
+/* TLS 1.2 names only the digest in an ECDSA scheme: a P-384 certificate signs what a TLS 1.2
+ * client asks (ecdsa_secp256r1_sha256 there means ECDSA with SHA-256), and a client that offers
+ * SHA-1 only gets SHA-1. */
+Test(keyop, tls12_with_a_p384_certificate_and_sha1)
+{
+	cr_assert(stls_fixture_init(&fx, "keyop-p384"));
+	cr_assert(stls_fixture_pki(&fx, pki, sizeof(pki)));
+	snprintf(cert_path, sizeof(cert_path), "%s/p384.pem", fx.dir);
+	snprintf(key_path, sizeof(key_path), "%s/p384.key", fx.dir);
+	snprintf(chain_path, sizeof(chain_path), "%s/int.pem", pki);
+	char cmd[2400];
+	snprintf(cmd, sizeof(cmd),
+		 "set -e; cd %s; openssl ecparam -genkey -name secp384r1 -noout -out p384.key 2>/dev/null; "
+		 "openssl req -new -key p384.key -subj /CN=mx.test -out p384.csr 2>/dev/null; "
+		 "printf 'subjectAltName=DNS:mx.test\nextendedKeyUsage=serverAuth\n' > p384.ext; "
+		 "openssl x509 -req -in p384.csr -CA %s/int.pem -CAkey %s/int.key -CAcreateserial -days 30 "
+		 "-extfile p384.ext -out p384.pem 2>/dev/null",
+		 fx.dir, pki, pki);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+	cr_assert(stls_fixture_start_backend(&fx, NULL), "see %s", fx.backend_log);
+	const char *args[] = { "--cert",   cert_path,	      "--key", key_path, "--chain",
+			       chain_path, "--keyop-threads", "1",     NULL };
+	cr_assert(stls_fixture_start_proxy(&fx, args), "starttlsd did not start (see %s)", fx.proxy_out);
+	static const char *const tls12[] = { "-tls1_2", NULL };
+	cr_assert_eq(handshake(tls12, NULL), 0, "%s", out);
+	assert_verified("TLS 1.2, P-384");
+	cr_assert(strstr(out, "Peer signature type: ECDSA"), "%s", out);
+	static const char *const tls12_p256_sha256[] = { "-tls1_2", "-sigalgs", "ecdsa_secp256r1_sha256", NULL };
+	cr_assert_eq(handshake(tls12_p256_sha256, NULL), 0, "%s", out);
+	cr_assert(strstr(out, "Peer signing digest: SHA256"), "%s", out);
+	static const char *const tls12_sha1[] = { "-tls1_2", "-sigalgs",	   "ECDSA+SHA1",
+						  "-cipher", "DEFAULT@SECLEVEL=0", NULL };
+	cr_assert_eq(handshake(tls12_sha1, NULL), 0, "%s", out);
+	cr_assert(strstr(out, "Peer signing digest: SHA1"), "%s", out);
+	static const char *const tls13[] = { "-tls1_3", NULL };
+	cr_assert_eq(handshake(tls13, NULL), 0, "%s", out);
+	assert_verified("TLS 1.3, P-384");
+	cr_assert_eq(stls_proc_count_in_file(fx.proxy_log, "TLS failed"), 0, "%s",
+		     stls_proc_read_file(fx.proxy_log, NULL));
+	finish();
+}
+
 /* While the key-op process does not answer, only handshakes wait (and time out); a session
  * already past its handshake, or without TLS, is served by the same worker meanwhile. Once it
  * answers again, new handshakes succeed. */
@@ -273,8 +344,8 @@ Test(keyop, check_loads_the_key_and_names_a_missing_program)
 	cr_assert(strstr(out, expect), "%s", out);
 	cr_assert(strstr(out, "--keyop-threads 0\n"), "%s", out);
 	/* Beside starttls-keyop, auto means one signing thread per worker. */
-	char *workers_argv[] = { daemon, "--backend", "127.0.0.1:2626", "--cert", cert, "--key", key, "--workers", "3",
-				 "--check", NULL };
+	char *workers_argv[] = { daemon,      "--backend", "127.0.0.1:2626", "--cert", cert, "--key", key,
+				 "--workers", "3",	   "--check",	     NULL };
 	code = stls_proc_run(workers_argv, NULL, 0, out, sizeof(out), 20000);
 	cr_assert_eq(code, 0, "%s", out);
 	cr_assert(strstr(out, "--keyop-threads 3\n"), "%s", out);

@@ -48,6 +48,8 @@ enum {
 	ECDSA_P384_SHA384 = 0x0503,
 	ECDSA_P521_SHA512 = 0x0603,
 	ED25519 = 0x0807,
+	RSA_PKCS1_SHA1 = 0x0201,
+	ECDSA_SHA1 = 0x0203,
 	RSA_PKCS1_MD5_SHA1 = 0xff01,
 };
 
@@ -123,9 +125,19 @@ static pid_t spawn(struct helper *h, const char *threads, unsigned num_workers, 
 	return pid;
 }
 
+static struct stls_keyop_ctl_reply ctl_call(uint32_t type, uint32_t key_id, const void *der, size_t der_len);
+
+/* The first PING starts the signer threads (starttlsd sends it once the keys are loaded). */
+static void go(void)
+{
+	struct stls_keyop_ctl_reply r = ctl_call(STLS_KEYOP_CTL_PING, 0, NULL, 0);
+	cr_assert_eq(r.status, STLS_KEYOP_OK, "PING");
+}
+
 static void start(const char *threads, unsigned num_workers)
 {
 	spawn(&g_helper, threads, num_workers, -1, NULL);
+	go();
 }
 
 static void stop_helper(void)
@@ -194,6 +206,8 @@ static uint8_t *marshal(const EVP_PKEY *pkey, size_t *out_len)
 static const EVP_MD *scheme_md(uint16_t sigalg)
 {
 	switch (sigalg) {
+	case RSA_PKCS1_SHA1:
+	case ECDSA_SHA1: return EVP_sha1();
 	case RSA_PKCS1_SHA256:
 	case RSA_PSS_SHA256:
 	case ECDSA_P256_SHA256: return EVP_sha256();
@@ -459,7 +473,7 @@ Test(keyop_tool, answers_every_request_queued_on_both_channels)
 	EVP_PKEY_free(rsa);
 }
 
-Test(keyop_tool, refuses_a_scheme_that_does_not_fit_the_key)
+Test(keyop_tool, refuses_a_scheme_that_does_not_fit_the_key_and_signs_what_tls12_asks)
 {
 	start("2", 2);
 	EVP_PKEY *rsa = make_key(EVP_PKEY_RSA), *p256 = make_key(NID_X9_62_prime256v1),
@@ -473,11 +487,16 @@ Test(keyop_tool, refuses_a_scheme_that_does_not_fit_the_key)
 	cr_assert_eq(status_of(fd, 1, RSA_PKCS1_MD5_SHA1), STLS_KEYOP_BAD_ALG, "TLS 1.0's MD5+SHA-1 is not signed");
 	cr_assert_eq(status_of(fd, 1, 0x1234), STLS_KEYOP_BAD_ALG, "a scheme nobody defined");
 	cr_assert_eq(status_of(fd, 2, RSA_PSS_SHA256), STLS_KEYOP_BAD_ALG, "RSA-PSS with a P-256 key");
-	cr_assert_eq(status_of(fd, 2, ECDSA_P384_SHA384), STLS_KEYOP_BAD_ALG, "the curve must be the key's");
 	cr_assert_eq(status_of(fd, 3, ECDSA_P256_SHA256), STLS_KEYOP_BAD_ALG, "ECDSA with an Ed25519 key");
+	cr_assert_eq(status_of(fd, 2, RSA_PKCS1_SHA1), STLS_KEYOP_BAD_ALG, "RSA's SHA-1 with a P-256 key");
 	/* And the keys still sign with what fits them. */
 	assert_signs(fd, rsa, 1, RSA_PSS_SHA256);
 	assert_signs(fd, p256, 2, ECDSA_P256_SHA256);
+	/* In TLS 1.2 an ECDSA scheme names only the digest, whatever the curve (BoringSSL holds TLS
+	 * 1.3 to the curve itself), and a client that sends no signature_algorithms gets SHA-1. */
+	assert_signs(fd, p256, 2, ECDSA_P384_SHA384);
+	assert_signs(fd, p256, 2, ECDSA_SHA1);
+	assert_signs(fd, rsa, 1, RSA_PKCS1_SHA1);
 	EVP_PKEY_free(rsa);
 	EVP_PKEY_free(p256);
 	EVP_PKEY_free(ed);
@@ -715,12 +734,14 @@ Test(keyop_tool, a_second_process_takes_over_the_channels)
 		g_helper.work[0] = work[0][0];
 		g_helper.work[1] = work[1][0];
 		load(1, p256);
+		go();
 		if (round == 1) {
+			/* Signing starts only after the PING that follows the keys: the request queued
+			 * while no process ran is signed, not refused for a key not loaded yet. */
 			struct reply r;
 			recv_reply(work[0][0], &r);
 			cr_assert_eq(r.token, 99, "the request queued between the processes is answered");
-			cr_assert(r.status == STLS_KEYOP_OK || r.status == STLS_KEYOP_UNKNOWN_KEY, "status %u",
-				  r.status);
+			cr_assert_eq(r.status, STLS_KEYOP_OK, "status %u", r.status);
 		}
 		for (unsigned ch = 0; ch < 2; ch++)
 			assert_signs(work[ch][0], p256, 1, ECDSA_P256_SHA256);
@@ -832,5 +853,28 @@ Test(keyop_tool, bench_signs_and_prints_one_line)
 
 	snprintf(path, sizeof(path), "%s/none.pem", g_dir);
 	cr_assert_eq(run_helper(out, sizeof(out), "--bench", path, NULL, NULL), 1, "%s", out);
+	EVP_PKEY_free(p256);
+}
+
+/* Nothing is signed, or refused, before the first PING: a process started after a crash gets its
+ * keys first, and only then reads the requests queued for them. */
+Test(keyop_tool, signs_nothing_before_the_first_ping)
+{
+	spawn(&g_helper, "1", 1, -1, NULL);
+	int fd = g_helper.work[0];
+	uint8_t msg[MSG_LEN];
+	fill_message(msg, sizeof(msg), 7);
+	send_request(fd, 77, 1, ECDSA_P256_SHA256, msg, sizeof(msg));
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	cr_assert_eq(poll(&p, 1, 500), 0, "an answer came before the keys and the PING");
+	EVP_PKEY *p256 = make_key(NID_X9_62_prime256v1);
+	load(1, p256);
+	cr_assert_eq(poll(&p, 1, 300), 0, "an answer came before the PING");
+	go();
+	struct reply r;
+	recv_reply(fd, &r);
+	cr_assert_eq(r.token, 77);
+	cr_assert_eq(r.status, STLS_KEYOP_OK, "status %u", r.status);
+	cr_assert(verify(p256, ECDSA_P256_SHA256, r.sig, r.sig_len, msg, sizeof(msg)));
 	EVP_PKEY_free(p256);
 }

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <spawn.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +12,8 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #include "core/keyop_wire.h"
 #include "core/log.h"
@@ -80,35 +83,6 @@ static enum stls_err find_program(struct stls_keyop *k, char *err, size_t err_le
 	return STLS_OK;
 }
 
-/* The child between fork and exec: only async-signal-safe calls. */
-static void exec_child(const struct stls_keyop *k, char *const argv[])
-{
-	unsigned num = k->num_workers;
-	int high = STLS_KEYOP_FIRST_WORKER_FD + (int)num + 8;
-	/* Every channel first moves above the target numbers, so no dup2 below overwrites one not
-	 * yet moved. */
-	int ctl = fcntl(k->child_ctl, F_DUPFD_CLOEXEC, high);
-	if (ctl < 0)
-		_exit(127);
-	for (unsigned i = 0; i < num; i++) {
-		int fd = fcntl(k->child_fd[i], F_DUPFD_CLOEXEC, high);
-		if (fd < 0)
-			_exit(127);
-		k->child_fd[i] = fd; /* the child's copy of the array */
-	}
-	if (dup2(ctl, STLS_KEYOP_CONTROL_FD) < 0)
-		_exit(127);
-	for (unsigned i = 0; i < num; i++)
-		if (dup2(k->child_fd[i], STLS_KEYOP_FIRST_WORKER_FD + (int)i) < 0)
-			_exit(127);
-	/* starttlsd blocks its signals for its signalfd; the key-op process wants the defaults. */
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	execv(k->path, argv);
-	_exit(127);
-}
-
 static void drain(int fd)
 {
 	uint8_t scratch[256];
@@ -117,8 +91,12 @@ static void drain(int fd)
 			return;
 }
 
+/* Starts the process with the control channel on fd 3 and worker i's channel on fd 4 + i.
+ * posix_spawn, not fork: a fork of a daemon holding thousands of sessions copies its page tables
+ * and makes every worker's next writes copy-on-write faults until the exec. */
 static enum stls_err spawn(struct stls_keyop *k, char *err, size_t err_len)
 {
+	enum stls_err ret = STLS_ERR_IO;
 	char threads[16], workers[16];
 	snprintf(threads, sizeof(threads), "%u", k->num_threads);
 	snprintf(workers, sizeof(workers), "%u", k->num_workers);
@@ -129,16 +107,53 @@ static enum stls_err spawn(struct stls_keyop *k, char *err, size_t err_len)
 	drain(k->child_ctl);
 	drain(k->ctl);
 	k->started_ms = stls_clock_ms();
-	pid_t pid = fork();
-	if (pid < 0) {
-		snprintf(err, err_len, "fork: %s", strerror(errno));
-		return STLS_ERR_IO;
+	/* Every channel is first copied above the target numbers (close-on-exec), so that no dup2
+	 * in the child overwrites one it has yet to move. */
+	unsigned num = k->num_workers;
+	int high = STLS_KEYOP_FIRST_WORKER_FD + (int)num + 8;
+	int *tmp = stls_calloc(num + 1, sizeof(int));
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	bool fa_ok = posix_spawn_file_actions_init(&fa) == 0, attr_ok = posix_spawnattr_init(&attr) == 0;
+	unsigned made = 0;
+	int rc = ENOMEM;
+	if (!tmp || !fa_ok || !attr_ok)
+		goto out;
+	for (; made <= num; made++) {
+		tmp[made] = fcntl(made == 0 ? k->child_ctl : k->child_fd[made - 1], F_DUPFD_CLOEXEC, high);
+		if (tmp[made] < 0) {
+			rc = errno;
+			goto out;
+		}
+		rc = posix_spawn_file_actions_adddup2(&fa, tmp[made], STLS_KEYOP_CONTROL_FD + (int)made);
+		if (rc != 0)
+			goto out;
 	}
-	if (pid == 0)
-		exec_child(k, argv);
+	/* starttlsd blocks its signals for its signalfd; the key-op process wants the defaults. */
+	sigset_t none;
+	sigemptyset(&none);
+	rc = posix_spawnattr_setsigmask(&attr, &none);
+	if (rc == 0)
+		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+	pid_t pid = -1;
+	if (rc == 0)
+		rc = posix_spawn(&pid, k->path, &fa, &attr, argv, environ);
+	if (rc != 0)
+		goto out;
 	k->pid = pid;
 	k->pidfd = pidfd_open(pid, 0);
-	return STLS_OK;
+	ret = STLS_OK;
+out:
+	if (ret != STLS_OK)
+		snprintf(err, err_len, "cannot start %s: %s", k->path, strerror(rc));
+	for (unsigned i = 0; i < made && tmp; i++)
+		close(tmp[i]);
+	stls_free_ptr(&tmp);
+	if (fa_ok)
+		posix_spawn_file_actions_destroy(&fa);
+	if (attr_ok)
+		posix_spawnattr_destroy(&attr);
+	return ret;
 }
 
 /* Sends one control message and waits for the reply with the same type and key id (an older

@@ -82,6 +82,9 @@ enum stls_err stls_tls_server_new(struct stls_tls_server **out, struct stls_cert
 	SSL_CTX_set_session_cache_mode(srv->ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL |
 							 SSL_SESS_CACHE_NO_AUTO_CLEAR);
 	SSL_CTX_set_tlsext_ticket_key_cb(srv->ctx, stls_tickets_callback);
+	/* One ticket per handshake, not BoringSSL's two: an MTA resumes one connection at a time,
+	 * and each ticket costs a sealing and a record. */
+	SSL_CTX_set_num_tickets(srv->ctx, 1);
 	SSL_CTX_set_timeout(srv->ctx, 86400);
 	SSL_CTX_set_session_psk_dhe_timeout(srv->ctx, 86400);
 	srv->refs = 1;

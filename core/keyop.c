@@ -200,6 +200,12 @@ static enum stls_err control(struct stls_keyop *k, uint32_t type, uint32_t key_i
 		}
 		if (reply.type != type || reply.key_id != key_id)
 			continue;
+		if (reply.protocol != STLS_KEYOP_PROTOCOL) {
+			snprintf(err, err_len,
+				 "%s speaks key-op protocol %u, this starttlsd %u: install the two from one build",
+				 k->path, reply.protocol, (unsigned)STLS_KEYOP_PROTOCOL);
+			return STLS_ERR_CONFIG;
+		}
 		if (reply.status != STLS_KEYOP_OK) {
 			reply.why[sizeof(reply.why) - 1] = '\0';
 			snprintf(err, err_len, "the key-op process refused the key: %s",

@@ -24,6 +24,10 @@ enum {
 	STLS_KEYOP_FIRST_WORKER_FD = 4, /* signing channel of worker i: fd 4 + i */
 	STLS_KEYOP_CONTROL_FD = 3,	/* the control channel in the key-op process */
 	STLS_KEYOP_MAX_WORKERS = 1024,
+	/* The layout below. A PING's reply names it, so that a daemon never drives a key-op program
+	 * of another layout (an upgrade replaced the program under a running daemon, which starts
+	 * it again after a crash). */
+	STLS_KEYOP_PROTOCOL = 1,
 };
 
 /* Signing request, worker → key-op process, followed by in_len bytes. */
@@ -70,6 +74,6 @@ struct stls_keyop_ctl_reply {
 	uint32_t type;
 	uint32_t key_id;
 	uint32_t status;
-	uint32_t reserved;
+	uint32_t protocol; /* STLS_KEYOP_PROTOCOL, in every reply */
 	char why[112];
 };

@@ -712,7 +712,7 @@ static void serve_control(struct keyop *k, struct stls_keyop_ctl_reply *out, con
 			  size_t received_len)
 {
 	struct stls_keyop_ctl ctl = { 0 };
-	*out = (struct stls_keyop_ctl_reply){ .status = STLS_KEYOP_MALFORMED };
+	*out = (struct stls_keyop_ctl_reply){ .status = STLS_KEYOP_MALFORMED, .protocol = STLS_KEYOP_PROTOCOL };
 	if (msg_len < sizeof(ctl)) {
 		snprintf(out->why, sizeof(out->why), "message of %zu bytes, shorter than the header", received_len);
 		return;

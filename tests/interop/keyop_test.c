@@ -336,6 +336,24 @@ Test(keyop, check_loads_the_key_and_names_a_missing_program)
 	char expect[400];
 	snprintf(expect, sizeof(expect), "--keyop-threads needs %s/starttls-keyop", fx.dir);
 	cr_assert(strstr(out, expect), "%s", out);
+	/* A key-op program of another protocol (an old one, here a stand-in that answers like
+	 * protocol 0) is refused, not driven. */
+	char fake[340];
+	snprintf(fake, sizeof(fake), "%s/starttls-keyop", fx.dir);
+	static const char script[] = "#!/usr/bin/python3\n"
+				     "import os, struct, socket\n"
+				     "s = socket.socket(fileno=3)\n"
+				     "while True:\n"
+				     "    m = s.recv(70000)\n"
+				     "    if not m: break\n"
+				     "    t, k = struct.unpack_from('<II', m)\n"
+				     "    s.send(struct.pack('<IIII112s', t, k, 0, 0, b''))\n";
+	cr_assert(stls_proc_write_file(fake, script, sizeof(script) - 1));
+	cr_assert_eq(chmod(fake, 0755), 0);
+	code = stls_proc_run(argv, NULL, 0, out, sizeof(out), 20000);
+	cr_assert_eq(code, 1, "%s", out);
+	cr_assert(strstr(out, "speaks key-op protocol 0, this starttlsd 1"), "%s", out);
+	cr_assert_eq(unlink(fake), 0);
 	/* Left to choose (the default, auto), the lone binary signs in its workers and says so. */
 	char *auto_argv[] = { lone, "--backend", "127.0.0.1:2626", "--cert", cert, "--key", key, "--check", NULL };
 	code = stls_proc_run(auto_argv, NULL, 0, out, sizeof(out), 20000);

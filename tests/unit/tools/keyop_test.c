@@ -132,6 +132,7 @@ static void go(void)
 {
 	struct stls_keyop_ctl_reply r = ctl_call(STLS_KEYOP_CTL_PING, 0, NULL, 0);
 	cr_assert_eq(r.status, STLS_KEYOP_OK, "PING");
+	cr_assert_eq(r.protocol, STLS_KEYOP_PROTOCOL, "the reply names the protocol");
 }
 
 static void start(const char *threads, unsigned num_workers)

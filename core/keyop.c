@@ -13,8 +13,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
-
 #include "core/keyop_wire.h"
 #include "core/log.h"
 #include "core/mem.h"

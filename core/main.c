@@ -526,7 +526,8 @@ static void keyop_drop(void *ctx, uint32_t key_id)
 static int keyop_start(struct daemon *d, bool log)
 {
 	char err[300];
-	if (d->cfg.keyop_threads == STLS_FLAG_AUTO) {
+	bool chosen = d->cfg.keyop_threads == STLS_FLAG_AUTO;
+	if (chosen) {
 		char path[PATH_MAX];
 		bool found = stls_keyop_available(path, sizeof(path));
 		d->cfg.keyop_threads = found ? d->cfg.workers : 0;
@@ -552,6 +553,17 @@ static int keyop_start(struct daemon *d, bool log)
 			stls_log_info("key-op process %d started: %u signing thread%s for %u workers",
 				      stls_keyop_pid(d->keyop), d->cfg.keyop_threads,
 				      d->cfg.keyop_threads == 1 ? "" : "s", d->cfg.workers);
+		return 0;
+	}
+	if (chosen) {
+		/* auto: installed but unable to run (a library missing, say). Mail still flows. */
+		d->cfg.keyop_threads = 0;
+		if (log)
+			stls_log_warn("key-op process: %s; the workers sign TLS handshakes themselves", err);
+		else
+			fprintf(stderr,
+				"starttlsd: warning: key-op process: %s; the workers sign TLS handshakes themselves\n",
+				err);
 		return 0;
 	}
 	if (log)
@@ -738,6 +750,9 @@ static void serve_stats(struct daemon *d, uint64_t now)
 		.reloads_refused = d->reloads_refused,
 		.log_dropped = stls_log_dropped(),
 		.uptime_s = (now - d->start_ms) / 1000,
+		.keyop_on = d->keyop != NULL,
+		.keyop_up = stls_keyop_pid(d->keyop) > 0,
+		.keyop_restarts = stls_keyop_restarts(d->keyop),
 	};
 	stls_alert_counts(&v.alerts_sent, &v.alerts_held);
 	stls_stats_server_run(&d->stats, &v, now);

@@ -115,6 +115,13 @@ size_t stls_stats_render_metrics(char *out, size_t cap, const struct stls_stats_
 	    "# TYPE starttlsd_alerts_total counter\nstarttlsd_alerts_total{result=\"sent\"} %llu\n"
 	    "starttlsd_alerts_total{result=\"held\"} %llu\n",
 	    (unsigned long long)v->alerts_sent, (unsigned long long)v->alerts_held);
+	if (v->keyop_on)
+		put(&p,
+		    "# HELP starttlsd_keyop_up Whether the key-op process that signs handshakes is running.\n"
+		    "# TYPE starttlsd_keyop_up gauge\nstarttlsd_keyop_up %d\n"
+		    "# HELP starttlsd_keyop_restarts_total Times the key-op process was started again after it "
+		    "ended.\n# TYPE starttlsd_keyop_restarts_total counter\nstarttlsd_keyop_restarts_total %llu\n",
+		    v->keyop_up ? 1 : 0, (unsigned long long)v->keyop_restarts);
 	put(&p,
 	    "# HELP starttlsd_log_dropped_total Log lines dropped because the log could not keep up.\n"
 	    "# TYPE starttlsd_log_dropped_total counter\nstarttlsd_log_dropped_total %llu\n",
@@ -140,6 +147,9 @@ size_t stls_stats_render_status(char *out, size_t cap, const struct stls_stats_v
 	    STLS_VERSION, (unsigned long long)v->uptime_s, v->num_workers, (unsigned long long)sessions,
 	    (unsigned long long)accepted, (unsigned long long)messages, v->backend_up ? "up" : "down",
 	    (unsigned long long)v->snapshot_gen);
+	if (v->keyop_on)
+		put(&p, "key-op process: %s, %llu restarts\n", v->keyop_up ? "up" : "down",
+		    (unsigned long long)v->keyop_restarts);
 	return p.full ? 0 : p.len;
 }
 

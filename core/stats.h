@@ -38,6 +38,9 @@ struct stls_stats_view {
 	uint64_t alerts_sent;
 	uint64_t alerts_held;
 	uint64_t uptime_s;
+	bool keyop_on; /* a key-op process signs (--keyop-threads) */
+	bool keyop_up; /* and is running now */
+	uint64_t keyop_restarts;
 };
 
 /* Writes the Prometheus text exposition of v into out (cap octets, NUL-terminated). Returns the

@@ -353,6 +353,18 @@ Test(keyop, check_loads_the_key_and_names_a_missing_program)
 	code = stls_proc_run(argv, NULL, 0, out, sizeof(out), 20000);
 	cr_assert_eq(code, 1, "%s", out);
 	cr_assert(strstr(out, "speaks key-op protocol 0, this starttlsd 1"), "%s", out);
+	/* A program that cannot run (a library missing, say): asked for, the start fails; left to
+	 * auto, the workers sign and a warning says why. */
+	static const char broken[] = "#!/bin/sh\nexit 127\n";
+	cr_assert(stls_proc_write_file(fake, broken, sizeof(broken) - 1));
+	code = stls_proc_run(argv, NULL, 0, out, sizeof(out), 20000);
+	cr_assert_eq(code, 1, "%s", out);
+	cr_assert(strstr(out, "the key-op process ended"), "%s", out);
+	char *broken_auto[] = { lone, "--backend", "127.0.0.1:2626", "--cert", cert, "--key", key, "--check", NULL };
+	code = stls_proc_run(broken_auto, NULL, 0, out, sizeof(out), 20000);
+	cr_assert_eq(code, 0, "%s", out);
+	cr_assert(strstr(out, "warning: key-op process: the key-op process ended; the workers sign"), "%s", out);
+	cr_assert(strstr(out, "--keyop-threads 0\n"), "%s", out);
 	cr_assert_eq(unlink(fake), 0);
 	/* Left to choose (the default, auto), the lone binary signs in its workers and says so. */
 	char *auto_argv[] = { lone, "--backend", "127.0.0.1:2626", "--cert", cert, "--key", key, "--check", NULL };

@@ -249,3 +249,33 @@ Test(stats, a_stuck_backend_does_not_stall_the_main_thread)
 	stls_proc_stop(&dest, SIGTERM, 3000);
 	close(stuck);
 }
+
+/* The key-op process (the default: it signs whenever it is installed): its signatures per worker,
+ * whether it runs, and how often it was started again. */
+Test(stats, keyop_signatures_up_and_restarts, .init = setup)
+{
+	scrape();
+	cr_assert(strstr(page, "\nstarttlsd_keyop_up 1\n"), "%s", page);
+	cr_assert(strstr(page, "\nstarttlsd_keyop_restarts_total 0\n"), "%s", page);
+	cr_assert_eq(metric("starttlsd_keyop_signatures_total"), 0);
+	cr_assert_eq(stls_fixture_s_client(&fx, (const char *const[]){ "-tls1_3", NULL }, "QUIT\n", out, sizeof(out)),
+		     0, "%s", out);
+	scrape();
+	cr_assert_eq(metric("starttlsd_keyop_signatures_total"), 1, "%s", page);
+	cr_assert_eq(metric("starttlsd_keyop_failures_total"), 0, "%s", page);
+	/* Its pid from the log line "key-op process N started". */
+	char *log = stls_proc_read_file(fx.proxy_log, NULL);
+	const char *p = log ? strstr(log, "key-op process ") : NULL;
+	cr_assert_not_null(p, "%s", log);
+	pid_t pid = (pid_t)atoi(p + strlen("key-op process "));
+	free(log);
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "started again", 5000));
+	scrape();
+	cr_assert(strstr(page, "\nstarttlsd_keyop_up 1\n"), "%s", page);
+	cr_assert(strstr(page, "\nstarttlsd_keyop_restarts_total 1\n"), "%s", page);
+	static const char get[] = "GET /status HTTP/1.0\r\n\r\n";
+	cr_assert_gt(http(get, sizeof(get) - 1), 0);
+	cr_assert(strstr(page, "key-op process: up, 1 restarts\n"), "%s", page);
+}

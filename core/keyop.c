@@ -356,12 +356,20 @@ static void restart(struct stls_keyop *k)
 	}
 	/* The process starts signing at this PING, with every key in place: requests queued while
 	 * none ran are signed, not refused. */
-	if (control(k, STLS_KEYOP_CTL_PING, 0, (struct stls_span){ 0 }, CONTROL_WAIT_MS, err, sizeof(err)) != STLS_OK) {
+	if (failed == 0 &&
+	    control(k, STLS_KEYOP_CTL_PING, 0, (struct stls_span){ 0 }, CONTROL_WAIT_MS, err, sizeof(err)) != STLS_OK) {
 		stls_log_crit("key-op process %d: %s", (int)k->pid, err);
-		return; /* its exit, if it ended, comes as SIGCHLD */
+		failed++;
 	}
-	stls_log_info("key-op process started again (pid %d), %u key%s loaded%s", (int)k->pid, loaded,
-		      loaded == 1 ? "" : "s", failed ? ", some failed (above)" : "");
+	if (failed) {
+		/* Every key loaded it once: a process that did not take them all (or did not answer) is
+		 * replaced, rather than left refusing the handshakes of a key. SIGCHLD brings the next. */
+		stls_log_crit("key-op process %d: ending it to start another", (int)k->pid);
+		kill(k->pid, SIGKILL);
+		return;
+	}
+	stls_log_info("key-op process started again (pid %d), %u key%s loaded", (int)k->pid, loaded,
+		      loaded == 1 ? "" : "s");
 }
 
 void stls_keyop_on_child(struct stls_keyop *k)

@@ -258,6 +258,57 @@ Test(keyop, tls12_with_a_p384_certificate_and_sha1)
 	finish();
 }
 
+/* A process started after a crash that does not take every key is replaced, again and again, until
+ * one does: no key is left refusing its handshakes. The program beside a copy of starttlsd is
+ * swapped for one that refuses keys, then put back. */
+Test(keyop, a_restarted_process_that_refuses_a_key_is_replaced)
+{
+	cr_assert(stls_fixture_init(&fx, "keyop-swap"));
+	cr_assert(stls_fixture_pki(&fx, pki, sizeof(pki)));
+	char real[256], program[340], saved[340];
+	stls_proc_build_path("starttlsd", real, sizeof(real));
+	snprintf(fx.daemon, sizeof(fx.daemon), "%s/starttlsd", fx.dir);
+	copy_file(real, fx.daemon);
+	cr_assert_eq(chmod(fx.daemon, 0755), 0);
+	stls_proc_build_path("starttls-keyop", real, sizeof(real));
+	snprintf(program, sizeof(program), "%s/starttls-keyop", fx.dir);
+	snprintf(saved, sizeof(saved), "%s/starttls-keyop.real", fx.dir);
+	copy_file(real, program);
+	cr_assert_eq(chmod(program, 0755), 0);
+	snprintf(cert_path, sizeof(cert_path), "%s/leaf-ec.pem", pki);
+	snprintf(key_path, sizeof(key_path), "%s/leaf-ec.key", pki);
+	snprintf(chain_path, sizeof(chain_path), "%s/int.pem", pki);
+	cr_assert(stls_fixture_start_backend(&fx, NULL), "see %s", fx.backend_log);
+	const char *args[] = { "--cert",   cert_path,	      "--key", key_path, "--chain",
+			       chain_path, "--keyop-threads", "1",     NULL };
+	cr_assert(stls_fixture_start_proxy(&fx, args), "starttlsd did not start (see %s)", fx.proxy_out);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "signing thread", 5000));
+	/* The stand-in answers every control message in protocol 1, refusing LOADs. */
+	cr_assert_eq(rename(program, saved), 0);
+	static const char refuser[] = "#!/usr/bin/python3\n"
+				      "import struct, socket\n"
+				      "s = socket.socket(fileno=3)\n"
+				      "while True:\n"
+				      "    m = s.recv(70000)\n"
+				      "    if not m: break\n"
+				      "    t, k = struct.unpack_from('<II', m)\n"
+				      "    s.send(struct.pack('<IIII112s', t, k, 3 if t == 1 else 0, 1, b'refused'))\n";
+	cr_assert(stls_proc_write_file(program, refuser, sizeof(refuser) - 1));
+	cr_assert_eq(chmod(program, 0755), 0);
+	cr_assert_eq(kill(keyop_pid(), SIGKILL), 0);
+	cr_assert_geq(stls_proc_wait_count(fx.proxy_log, "ending it to start another", 2, 10000), 2, "%s",
+		      stls_proc_read_file(fx.proxy_log, NULL));
+	cr_assert_eq(stls_proc_count_in_file(fx.proxy_log, "started again"), 0);
+	/* The real program back: the next start takes the key and signs. */
+	cr_assert_eq(rename(saved, program), 0);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "started again", 10000), "%s",
+		  stls_proc_read_file(fx.proxy_log, NULL));
+	static const char *const tls13[] = { "-tls1_3", NULL };
+	cr_assert_eq(handshake(tls13, NULL), 0, "%s", out);
+	assert_verified("after the key was taken");
+	finish();
+}
+
 /* While the key-op process does not answer, only handshakes wait (and time out); a session
  * already past its handshake, or without TLS, is served by the same worker meanwhile. Once it
  * answers again, new handshakes succeed. */

@@ -846,11 +846,18 @@ static int serve(unsigned num_threads, unsigned num_workers)
 	 * The signal comes when the thread that started this process ends, so starttlsd starts it from
 	 * its main thread. */
 	pid_t parent = getppid();
-	if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
 		return fail("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
 	if (getppid() != parent)
 		return fail("starttlsd ended before this process started");
 	signal(SIGPIPE, SIG_IGN);
+	/* The daemon ends this process by closing the control channel, after its last session. A
+	 * signal meant for starttlsd reaches this process too when it goes to the whole group
+	 * (Ctrl-C on a terminal, a service manager stopping the group): dying then would fail the
+	 * handshakes of sessions the daemon is still letting finish. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 
 	if (!check_channel(STLS_KEYOP_CONTROL_FD, "control channel"))
 		return EXIT_PROBLEM;

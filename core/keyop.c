@@ -70,12 +70,9 @@ bool stls_keyop_available(char *out_path, size_t out_len)
 
 static enum stls_err find_program(struct stls_keyop *k, char *err, size_t err_len)
 {
-	if (!program_path(k->path, sizeof(k->path))) {
-		snprintf(err, err_len, "cannot find starttlsd's own path: %s", strerror(errno));
-		return STLS_ERR_CONFIG;
-	}
-	if (access(k->path, X_OK) != 0) {
-		snprintf(err, err_len, "--keyop-threads needs %s: %s", k->path, strerror(errno));
+	if (!stls_keyop_available(k->path, sizeof(k->path))) {
+		snprintf(err, err_len, "--keyop-threads needs %s: %s", k->path[0] ? k->path : "starttls-keyop",
+			 strerror(errno));
 		return STLS_ERR_CONFIG;
 	}
 	return STLS_OK;

@@ -522,55 +522,48 @@ static void keyop_drop(void *ctx, uint32_t key_id)
 }
 
 /* With --keyop-threads: starts the key-op process before any certificate is loaded, since the
- * keys go there. Returns 0, or -1 after saying why (logged, or printed when log is false). */
+ * keys go there. With auto, a program missing or unable to run leaves the workers signing, with a
+ * warning. Returns 0, or -1 after saying why (logged, or printed when log is false). */
 static int keyop_start(struct daemon *d, bool log)
 {
-	char err[300];
+	char err[PATH_MAX + 320], why[300];
 	bool chosen = d->cfg.keyop_threads == STLS_FLAG_AUTO;
-	if (chosen) {
-		char path[PATH_MAX];
-		bool found = stls_keyop_available(path, sizeof(path));
-		d->cfg.keyop_threads = found ? d->cfg.workers : 0;
-		if (!found) {
-			if (log)
-				stls_log_warn("%s is not installed: the workers sign TLS handshakes themselves "
-					      "(slower; see --keyop-threads)",
-					      path);
-			else
-				fprintf(stderr,
-					"starttlsd: warning: %s is not installed: the workers sign TLS "
-					"handshakes themselves (slower; see --keyop-threads)\n",
-					path);
-		}
-	}
+	if (chosen)
+		d->cfg.keyop_threads = d->cfg.workers;
 	if (d->cfg.keyop_threads == 0)
 		return 0;
-	if (stls_tls_init() != STLS_OK) {
-		snprintf(err, sizeof(err), "cannot initialise TLS");
-	} else if (stls_keyop_start(&d->keyop, d->cfg.keyop_threads, d->cfg.workers, err, sizeof(err)) == STLS_OK) {
+	char path[PATH_MAX];
+	if (chosen && !stls_keyop_available(path, sizeof(path))) {
+		snprintf(err, sizeof(err), "%s is not installed", path);
+	} else if (stls_tls_init() != STLS_OK) {
+		snprintf(err, sizeof(err), "key-op process: cannot initialise TLS");
+	} else if (stls_keyop_start(&d->keyop, d->cfg.keyop_threads, d->cfg.workers, why, sizeof(why)) == STLS_OK) {
 		stls_tls_keyop_set_store(keyop_load, keyop_drop, d->keyop);
 		if (log)
 			stls_log_info("key-op process %d started: %u signing thread%s for %u workers",
 				      stls_keyop_pid(d->keyop), d->cfg.keyop_threads,
 				      d->cfg.keyop_threads == 1 ? "" : "s", d->cfg.workers);
 		return 0;
+	} else {
+		snprintf(err, sizeof(err), "key-op process: %s", why);
 	}
-	if (chosen) {
-		/* auto: installed but unable to run (a library missing, say). Mail still flows. */
-		d->cfg.keyop_threads = 0;
+	if (!chosen) {
 		if (log)
-			stls_log_warn("key-op process: %s; the workers sign TLS handshakes themselves", err);
+			stls_log_crit("%s", err);
 		else
-			fprintf(stderr,
-				"starttlsd: warning: key-op process: %s; the workers sign TLS handshakes themselves\n",
-				err);
-		return 0;
+			fprintf(stderr, "starttlsd: %s\n", err);
+		return -1;
 	}
+	/* Mail still flows, signed more slowly. */
+	d->cfg.keyop_threads = 0;
 	if (log)
-		stls_log_crit("key-op process: %s", err);
+		stls_log_warn("%s; the workers sign TLS handshakes themselves (slower; see --keyop-threads)", err);
 	else
-		fprintf(stderr, "starttlsd: key-op process: %s\n", err);
-	return -1;
+		fprintf(stderr,
+			"starttlsd: warning: %s; the workers sign TLS handshakes themselves (slower; see "
+			"--keyop-threads)\n",
+			err);
+	return 0;
 }
 
 static void keyop_stop(struct daemon *d)

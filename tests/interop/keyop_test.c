@@ -28,6 +28,40 @@ static void copy_file(const char *from, const char *to)
 	free(data);
 }
 
+/* Writes an executable file. */
+static void write_program(const char *path, const char *text)
+{
+	cr_assert(stls_proc_write_file(path, text, strlen(text)));
+	cr_assert_eq(chmod(path, 0755), 0);
+}
+
+/* A stand-in starttls-keyop at path that answers every control message with protocol, and LOADs
+ * with load_status (0 takes the key). */
+static void write_stand_in(const char *path, unsigned protocol, unsigned load_status)
+{
+	char text[600];
+	snprintf(text, sizeof(text),
+		 "#!/usr/bin/python3\n"
+		 "import struct, socket\n"
+		 "s = socket.socket(fileno=3)\n"
+		 "while True:\n"
+		 "    m = s.recv(70000)\n"
+		 "    if not m: break\n"
+		 "    t, k = struct.unpack_from('<II', m)\n"
+		 "    s.send(struct.pack('<IIII112s', t, k, %u if t == 1 else 0, %u, b'refused'))\n",
+		 load_status, protocol);
+	write_program(path, text);
+}
+
+/* Copies a built program to path. */
+static void copy_program(const char *name, const char *path)
+{
+	char built[256];
+	stls_proc_build_path(name, built, sizeof(built));
+	copy_file(built, path);
+	cr_assert_eq(chmod(path, 0755), 0);
+}
+
 /* Installs the PKI's RSA or ECDSA leaf as cert.pem/key.pem in the test's folder (so a test can
  * replace them and reload). */
 static void install(bool ecdsa)
@@ -265,16 +299,12 @@ Test(keyop, a_restarted_process_that_refuses_a_key_is_replaced)
 {
 	cr_assert(stls_fixture_init(&fx, "keyop-swap"));
 	cr_assert(stls_fixture_pki(&fx, pki, sizeof(pki)));
-	char real[256], program[340], saved[340];
-	stls_proc_build_path("starttlsd", real, sizeof(real));
+	char program[340], saved[340];
 	snprintf(fx.daemon, sizeof(fx.daemon), "%s/starttlsd", fx.dir);
-	copy_file(real, fx.daemon);
-	cr_assert_eq(chmod(fx.daemon, 0755), 0);
-	stls_proc_build_path("starttls-keyop", real, sizeof(real));
+	copy_program("starttlsd", fx.daemon);
 	snprintf(program, sizeof(program), "%s/starttls-keyop", fx.dir);
 	snprintf(saved, sizeof(saved), "%s/starttls-keyop.real", fx.dir);
-	copy_file(real, program);
-	cr_assert_eq(chmod(program, 0755), 0);
+	copy_program("starttls-keyop", program);
 	snprintf(cert_path, sizeof(cert_path), "%s/leaf-ec.pem", pki);
 	snprintf(key_path, sizeof(key_path), "%s/leaf-ec.key", pki);
 	snprintf(chain_path, sizeof(chain_path), "%s/int.pem", pki);
@@ -285,16 +315,7 @@ Test(keyop, a_restarted_process_that_refuses_a_key_is_replaced)
 	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "signing thread", 5000));
 	/* The stand-in answers every control message in protocol 1, refusing LOADs. */
 	cr_assert_eq(rename(program, saved), 0);
-	static const char refuser[] = "#!/usr/bin/python3\n"
-				      "import struct, socket\n"
-				      "s = socket.socket(fileno=3)\n"
-				      "while True:\n"
-				      "    m = s.recv(70000)\n"
-				      "    if not m: break\n"
-				      "    t, k = struct.unpack_from('<II', m)\n"
-				      "    s.send(struct.pack('<IIII112s', t, k, 3 if t == 1 else 0, 1, b'refused'))\n";
-	cr_assert(stls_proc_write_file(program, refuser, sizeof(refuser) - 1));
-	cr_assert_eq(chmod(program, 0755), 0);
+	write_stand_in(program, 1, 3 /* STLS_KEYOP_FAILED */);
 	cr_assert_eq(kill(keyop_pid(), SIGKILL), 0);
 	cr_assert_geq(stls_proc_wait_count(fx.proxy_log, "ending it to start another", 2, 10000), 2, "%s",
 		      stls_proc_read_file(fx.proxy_log, NULL));
@@ -379,8 +400,7 @@ Test(keyop, check_loads_the_key_and_names_a_missing_program)
 	/* The same binary alone in a folder. */
 	char lone[320];
 	snprintf(lone, sizeof(lone), "%s/starttlsd", fx.dir);
-	copy_file(daemon, lone);
-	cr_assert_eq(chmod(lone, 0755), 0);
+	copy_program("starttlsd", lone);
 	argv[0] = lone;
 	code = stls_proc_run(argv, NULL, 0, out, sizeof(out), 20000);
 	cr_assert_eq(code, 1, "%s", out);
@@ -391,23 +411,13 @@ Test(keyop, check_loads_the_key_and_names_a_missing_program)
 	 * protocol 0) is refused, not driven. */
 	char fake[340];
 	snprintf(fake, sizeof(fake), "%s/starttls-keyop", fx.dir);
-	static const char script[] = "#!/usr/bin/python3\n"
-				     "import os, struct, socket\n"
-				     "s = socket.socket(fileno=3)\n"
-				     "while True:\n"
-				     "    m = s.recv(70000)\n"
-				     "    if not m: break\n"
-				     "    t, k = struct.unpack_from('<II', m)\n"
-				     "    s.send(struct.pack('<IIII112s', t, k, 0, 0, b''))\n";
-	cr_assert(stls_proc_write_file(fake, script, sizeof(script) - 1));
-	cr_assert_eq(chmod(fake, 0755), 0);
+	write_stand_in(fake, 0, 0);
 	code = stls_proc_run(argv, NULL, 0, out, sizeof(out), 20000);
 	cr_assert_eq(code, 1, "%s", out);
 	cr_assert(strstr(out, "speaks key-op protocol 0, this starttlsd 1"), "%s", out);
 	/* A program that cannot run (a library missing, say): asked for, the start fails; left to
 	 * auto, the workers sign and a warning says why. */
-	static const char broken[] = "#!/bin/sh\nexit 127\n";
-	cr_assert(stls_proc_write_file(fake, broken, sizeof(broken) - 1));
+	write_program(fake, "#!/bin/sh\nexit 127\n");
 	code = stls_proc_run(argv, NULL, 0, out, sizeof(out), 20000);
 	cr_assert_eq(code, 1, "%s", out);
 	cr_assert(strstr(out, "the key-op process ended"), "%s", out);

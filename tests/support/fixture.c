@@ -77,8 +77,13 @@ bool stls_fixture_start_proxy(struct stls_fixture *f, const char *const extra[])
 	add_extra(argv, &argc, extra);
 	if (!stls_proc_spawn(&f->proxy, f->proxy_out, argv))
 		return false;
-	return stls_proc_wait_file_contains(f->proxy_log, "listening on", 10000) &&
-	       stls_proc_wait_port(f->proxy_port, 10000);
+	if (stls_proc_wait_file_contains(f->proxy_log, "listening on", 10000) &&
+	    stls_proc_wait_port(f->proxy_port, 10000))
+		return true;
+	char *out = stls_proc_read_file(f->proxy_out, NULL);
+	fprintf(stderr, "starttlsd did not start on port %u; its output:\n%s\n", f->proxy_port, out ? out : "(none)");
+	free(out);
+	return false;
 }
 
 int stls_fixture_cleanup(struct stls_fixture *f)

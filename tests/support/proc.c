@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -199,6 +200,33 @@ static bool port_bindable(int type, uint16_t port)
 	return ok;
 }
 
+/* Tests run in parallel processes (Criterion's -j), and a port is picked well before the server
+ * that will use it binds it: a 1-byte lock at offset <port> of one shared file reserves the port
+ * for the picking process's lifetime, so that two tests never pick the same one. An OFD lock
+ * belongs to the open file, so each process opens its own (a forked child would share its
+ * parent's locks otherwise); it goes when the process exits. */
+bool stls_proc_reserve_port(uint16_t port)
+{
+	static int fd = -1;
+	static pid_t owner;
+	static uint16_t mine[128];
+	static unsigned n_mine;
+	if (owner != getpid()) {
+		fd = open("/tmp/stls-test-ports.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+		owner = getpid();
+		n_mine = 0;
+	}
+	for (unsigned i = 0; i < n_mine; i++)
+		if (mine[i] == port)
+			return false;
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = port, .l_len = 1 };
+	if (fd >= 0 && fcntl(fd, F_OFD_SETLK, &fl) != 0)
+		return false;
+	if (n_mine < sizeof(mine) / sizeof(mine[0]))
+		mine[n_mine++] = port;
+	return true;
+}
+
 /* Ports are picked at random below the kernel's ephemeral range: a port from that range can be
  * taken, between the pick and the listener's bind, by any outgoing connection on the machine
  * (and the tests make thousands). Free for TCP and UDP alike, for a DNS server. */
@@ -211,12 +239,17 @@ uint16_t stls_proc_free_port(void)
 		hi = eph_lo;
 	if (f)
 		fclose(f);
+	/* The seed comes from the kernel: processes forked in a row have near pids and clocks. */
 	static unsigned seed;
-	if (!seed)
-		seed = (unsigned)getpid() ^ (unsigned)stls_proc_now_ms();
+	static pid_t seeded;
+	if (seeded != getpid()) {
+		if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+			seed = (unsigned)getpid() * 2654435761u ^ (unsigned)stls_proc_now_ms();
+		seeded = getpid();
+	}
 	for (unsigned tries = 0; tries < 200; tries++) {
 		uint16_t port = (uint16_t)(lo + (unsigned)rand_r(&seed) % (hi - lo));
-		if (port_bindable(SOCK_STREAM, port) && port_bindable(SOCK_DGRAM, port))
+		if (port_bindable(SOCK_STREAM, port) && port_bindable(SOCK_DGRAM, port) && stls_proc_reserve_port(port))
 			return port;
 	}
 	return 0;
@@ -289,6 +322,14 @@ bool stls_proc_wait_file_contains(const char *path, const char *needle, int time
 			return true;
 		stls_proc_sleep_ms(20);
 	} while (stls_proc_now_ms() < end);
+	/* Every caller asserts on the result: show what the file held, since the test's temporary
+	 * folder goes when it ends. */
+	size_t len = 0;
+	char *text = stls_proc_read_file(path, &len);
+	size_t from = len > 2048 ? len - 2048 : 0;
+	fprintf(stderr, "waited %d ms for \"%s\" in %s; its last %zu bytes:\n%s\n", timeout_ms, needle, path,
+		len - from, text ? text + from : "(unreadable)");
+	free(text);
 	return false;
 }
 

@@ -32,8 +32,11 @@ int stls_proc_stop(struct stls_proc *p, int sig, int timeout_ms);
  * or -1 on timeout or failure to start. */
 int stls_proc_run(char *const argv[], const char *input, size_t input_len, char *out, size_t out_len, int timeout_ms);
 
-/* A TCP port on 127.0.0.1 that was free a moment ago. */
+/* A TCP port on 127.0.0.1 that was free a moment ago, reserved for this process: no other test
+ * process gets it while this one lives. */
 uint16_t stls_proc_free_port(void);
+/* Reserves port for this process's lifetime; false if another process (or this one) has it. */
+bool stls_proc_reserve_port(uint16_t port);
 
 /* Waits up to timeout_ms until 127.0.0.1:port accepts a connection. */
 bool stls_proc_wait_port(uint16_t port, int timeout_ms);

@@ -1017,11 +1017,18 @@ static void *worker_main(void *arg)
 	for (unsigned i = 0; i < w->num_listeners; i++)
 		arm_accept(w, i);
 	atomic_store(&w->state, 1);
-	if (w->driver)
-		w->driver->on_turn(w, w->driver->ctx);
 
 	while (!loop_done(w)) {
 		flush_dirty(w);
+		/* A driver (the load generator) runs after the flush, which frees the sessions that
+		 * ended this turn: the slots they leave are refilled before the thread sleeps, not after
+		 * the next completion or timer, which can be a whole timer tick away at low concurrency. */
+		if (w->driver) {
+			w->driver->on_turn(w, w->driver->ctx);
+			flush_dirty(w);
+			if (loop_done(w))
+				break;
+		}
 		uint64_t wait_ms = stls_timer_wheel_wait_ms(&w->wheel, w->now_ms);
 		struct __kernel_timespec ts = { .tv_sec = (long long)(wait_ms / 1000),
 						.tv_nsec = (long long)(wait_ms % 1000) * 1000000 };
@@ -1045,8 +1052,6 @@ static void *worker_main(void *arg)
 			w->br_returned = 0;
 		}
 		on_timers(w);
-		if (w->driver)
-			w->driver->on_turn(w, w->driver->ctx);
 		for (unsigned i = 0; i < w->num_hooks; i++)
 			w->hooks[i].on_turn(w, w->hooks[i].ctx);
 		if (w->abort_at_ms && w->now_ms >= w->abort_at_ms) {

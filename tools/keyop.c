@@ -611,24 +611,27 @@ static bool hung_up(int fd)
 
 /* Serves every message queued on one channel. False when the channel is finished (the worker
  * closed it, or it failed): the caller stops polling it. */
-static bool serve_channel(struct signer *s, int fd)
+enum served { SERVED, EMPTY, CLOSED };
+
+/* Answers the next request waiting on a worker's channel, if there is one. */
+static enum served serve_one(struct signer *s, int fd)
 {
-	while (!atomic_load_explicit(&s->k->quit, memory_order_relaxed)) {
+	for (;;) {
 		ssize_t n = recv(fd, s->in, sizeof(s->in), MSG_DONTWAIT | MSG_TRUNC);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return errno == EAGAIN || errno == EWOULDBLOCK;
+			return errno == EAGAIN || errno == EWOULDBLOCK ? EMPTY : CLOSED;
 		}
 		if (n == 0 && hung_up(fd))
-			return false;
+			return CLOSED;
 		size_t received = (size_t)n;
 		size_t held = received < sizeof(s->in) ? received : sizeof(s->in);
 		size_t reply_len = serve_request(s, s->in, held, received);
 		if (reply_len && !signer_send(s, fd, s->out, reply_len))
-			return false;
+			return CLOSED;
+		return SERVED;
 	}
-	return true;
 }
 
 static void *signer_main(void *arg)
@@ -649,13 +652,25 @@ static void *signer_main(void *arg)
 		}
 		if (s->pfds[0].revents)
 			signer_woken(s);
-		unsigned kept = 0;
-		for (unsigned i = 0; i < s->num_channels; i++) {
-			struct pollfd *p = &s->pfds[1 + i];
-			bool open = !p->revents || serve_channel(s, p->fd);
-			if (open)
-				s->pfds[1 + kept++] = (struct pollfd){ .fd = p->fd, .events = POLLIN };
+		/* One request from each channel in turn until none has one left: a thread that serves
+		 * several workers never keeps one worker's handshakes behind another's whole queue. */
+		struct pollfd *ch = s->pfds + 1;
+		for (bool more = true; more && !atomic_load_explicit(&s->k->quit, memory_order_relaxed);) {
+			more = false;
+			for (unsigned i = 0; i < s->num_channels; i++) {
+				if (!ch[i].revents || ch[i].fd < 0)
+					continue;
+				switch (serve_one(s, ch[i].fd)) {
+				case SERVED: more = true; break;
+				case EMPTY: ch[i].revents = 0; break;
+				case CLOSED: ch[i].fd = -1; break;
+				}
+			}
 		}
+		unsigned kept = 0;
+		for (unsigned i = 0; i < s->num_channels; i++)
+			if (ch[i].fd >= 0)
+				ch[kept++] = (struct pollfd){ .fd = ch[i].fd, .events = POLLIN };
 		s->num_channels = kept;
 	}
 	for (unsigned i = 0; i < STLS_KEYOP_MAX_KEYS; i++)

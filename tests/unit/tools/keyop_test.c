@@ -879,3 +879,50 @@ Test(keyop_tool, signs_nothing_before_the_first_ping)
 	cr_assert(verify(p256, ECDSA_P256_SHA256, r.sig, r.sig_len, msg, sizeof(msg)));
 	EVP_PKEY_free(p256);
 }
+
+/* A thread that serves two workers takes their requests in turn: a worker with a long queue does
+ * not keep the other's handshake waiting behind all of it. Both queues are in place before the
+ * PING; once the second worker's answer is in, the process is stopped and the first worker's
+ * answers counted: taken in turn, one or a few (those signed while this test woke); one queue
+ * after the other, all of them. */
+Test(keyop_tool, a_thread_serving_two_workers_takes_their_requests_in_turn)
+{
+	spawn(&g_helper, "1", 2, -1, NULL);
+	EVP_PKEY *rsa = make_key(EVP_PKEY_RSA);
+	load(1, rsa);
+	uint8_t msg[MSG_LEN];
+	fill_message(msg, sizeof(msg), 1);
+	/* As many as the first channel takes. */
+	unsigned queued = 0;
+	for (;; queued++) {
+		uint8_t buf[sizeof(struct stls_keyop_req) + MSG_LEN];
+		struct stls_keyop_req req = {
+			.token = queued, .key_id = 1, .sigalg = RSA_PSS_SHA256, .in_len = MSG_LEN
+		};
+		memcpy(buf, &req, sizeof(req));
+		memcpy(buf + sizeof(req), msg, MSG_LEN);
+		if (send(g_helper.work[0], buf, sizeof(buf), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+			cr_assert(errno == EAGAIN || errno == EWOULDBLOCK, "send: %s", strerror(errno));
+			break;
+		}
+	}
+	cr_assert_geq(queued, 20, "the channel took only %u requests", queued);
+	send_request(g_helper.work[1], 1000, 1, RSA_PSS_SHA256, msg, sizeof(msg));
+	go();
+	struct reply r;
+	recv_reply(g_helper.work[1], &r);
+	cr_assert_eq(kill(g_helper.proc.pid, SIGSTOP), 0);
+	cr_assert_eq(r.token, 1000);
+	cr_assert_eq(r.status, STLS_KEYOP_OK, "status %u", r.status);
+	unsigned before = 0;
+	for (struct pollfd p = { .fd = g_helper.work[0], .events = POLLIN }; poll(&p, 1, 0) == 1; before++)
+		recv_reply(g_helper.work[0], &r);
+	cr_assert_lt(before, queued / 2, "%u of the first worker's %u requests were answered before the second's one",
+		     before, queued);
+	cr_assert_eq(kill(g_helper.proc.pid, SIGCONT), 0);
+	for (unsigned i = before; i < queued; i++) {
+		recv_reply(g_helper.work[0], &r);
+		cr_assert_eq(r.status, STLS_KEYOP_OK, "status %u", r.status);
+	}
+	EVP_PKEY_free(rsa);
+}

@@ -1102,8 +1102,9 @@ enum stls_err stls_worker_start(struct stls_worker *w)
 		return STLS_ERR_IO;
 	}
 	for (;;) {
+		/* 2: it already ran to its end (a load generator whose sessions all failed at once). */
 		int state = atomic_load(&w->state);
-		if (state == 1)
+		if (state == 1 || state == 2)
 			return STLS_OK;
 		if (state == -1) {
 			pthread_join(w->thread, NULL);

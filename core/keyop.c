@@ -291,8 +291,14 @@ static void key_forget(struct keyop_key *key)
 	*key = (struct keyop_key){ 0 };
 }
 
+static void restart(struct stls_keyop *k);
+
 enum stls_err stls_keyop_load(struct stls_keyop *k, uint32_t key_id, struct stls_span der, char *err, size_t err_len)
 {
+	/* A reload that comes while a restart waits out its second starts the process now, with
+	 * the keys it had, rather than being refused: one start per reload cannot make a loop. */
+	if (k->pid <= 0 && k->restart_due)
+		restart(k);
 	struct keyop_key *key = key_find(k, 0);
 	if (key_id == 0 || key_find(k, key_id)) {
 		snprintf(err, err_len, "key id %u already loaded", key_id);

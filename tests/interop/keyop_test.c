@@ -381,6 +381,47 @@ Test(keyop, reload_to_another_key, .init = start_rsa)
 	finish();
 }
 
+/* A reload while a restart waits (here: the program was missing when the process died) starts
+ * the process at once and loads the new key into it, instead of being refused. */
+Test(keyop, a_reload_during_a_pending_restart_starts_the_process)
+{
+	cr_assert(stls_fixture_init(&fx, "keyop-reload"));
+	cr_assert(stls_fixture_pki(&fx, pki, sizeof(pki)));
+	char program[340], away[340];
+	snprintf(fx.daemon, sizeof(fx.daemon), "%s/starttlsd", fx.dir);
+	copy_program("starttlsd", fx.daemon);
+	snprintf(program, sizeof(program), "%s/starttls-keyop", fx.dir);
+	snprintf(away, sizeof(away), "%s/starttls-keyop.away", fx.dir);
+	copy_program("starttls-keyop", program);
+	snprintf(cert_path, sizeof(cert_path), "%s/cert.pem", fx.dir);
+	snprintf(key_path, sizeof(key_path), "%s/key.pem", fx.dir);
+	snprintf(chain_path, sizeof(chain_path), "%s/int.pem", pki);
+	install(false);
+	cr_assert(stls_fixture_start_backend(&fx, NULL), "see %s", fx.backend_log);
+	const char *args[] = { "--cert",   cert_path,	      "--key", key_path, "--chain",
+			       chain_path, "--keyop-threads", "1",     NULL };
+	cr_assert(stls_fixture_start_proxy(&fx, args), "starttlsd did not start (see %s)", fx.proxy_out);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "signing thread", 5000));
+	/* Without the program, every restart fails and the next waits a second. */
+	cr_assert_eq(rename(program, away), 0);
+	cr_assert_eq(kill(keyop_pid(), SIGKILL), 0);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "cannot start it again", 5000), "%s",
+		  stls_proc_read_file(fx.proxy_log, NULL));
+	/* The program back and a new key: the reload itself starts the process. */
+	install(true);
+	cr_assert_eq(rename(away, program), 0);
+	unsigned before = stls_proc_count_in_file(fx.proxy_log, "reload committed");
+	cr_assert_eq(kill(fx.proxy.pid, SIGHUP), 0);
+	cr_assert_gt(stls_proc_wait_count(fx.proxy_log, "reload committed", before + 1, 10000), before, "%s",
+		     stls_proc_read_file(fx.proxy_log, NULL));
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "started again", 1000));
+	static const char *const tls13[] = { "-tls1_3", NULL };
+	cr_assert_eq(handshake(tls13, NULL), 0, "%s", out);
+	assert_verified("after the reload");
+	cr_assert(strstr(out, "Peer signature type: ECDSA"), "%s", out);
+	finish();
+}
+
 /* --check starts the key-op process too and loads the key there; without the program beside
  * starttlsd it says where it looked, or (auto) falls back to signing in the workers, with a
  * warning. */

@@ -122,6 +122,28 @@ static void finish(void)
 
 TestSuite(keyop, .fini = teardown, .timeout = 120);
 
+/* Starts a copy of starttlsd and starttls-keyop in the test's folder (so that a test can take
+ * the program away or swap it), with one signing thread and the RSA or ECDSA leaf installed as
+ * cert.pem/key.pem there. program gets the copied starttls-keyop's path. */
+static void start_own_copy(const char *tag, bool ecdsa, char *program, size_t program_len)
+{
+	cr_assert(stls_fixture_init(&fx, tag));
+	cr_assert(stls_fixture_pki(&fx, pki, sizeof(pki)));
+	snprintf(fx.daemon, sizeof(fx.daemon), "%s/starttlsd", fx.dir);
+	copy_program("starttlsd", fx.daemon);
+	snprintf(program, program_len, "%s/starttls-keyop", fx.dir);
+	copy_program("starttls-keyop", program);
+	snprintf(cert_path, sizeof(cert_path), "%s/cert.pem", fx.dir);
+	snprintf(key_path, sizeof(key_path), "%s/key.pem", fx.dir);
+	snprintf(chain_path, sizeof(chain_path), "%s/int.pem", pki);
+	install(ecdsa);
+	cr_assert(stls_fixture_start_backend(&fx, NULL), "see %s", fx.backend_log);
+	const char *args[] = { "--cert",   cert_path,	      "--key", key_path, "--chain",
+			       chain_path, "--keyop-threads", "1",     NULL };
+	cr_assert(stls_fixture_start_proxy(&fx, args), "starttlsd did not start (see %s)", fx.proxy_out);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "signing thread", 5000));
+}
+
 /* The key-op process's pid from the newest "key-op process N started" line. */
 static pid_t keyop_pid(void)
 {
@@ -297,22 +319,9 @@ Test(keyop, tls12_with_a_p384_certificate_and_sha1)
  * swapped for one that refuses keys, then put back. */
 Test(keyop, a_restarted_process_that_refuses_a_key_is_replaced)
 {
-	cr_assert(stls_fixture_init(&fx, "keyop-swap"));
-	cr_assert(stls_fixture_pki(&fx, pki, sizeof(pki)));
 	char program[340], saved[340];
-	snprintf(fx.daemon, sizeof(fx.daemon), "%s/starttlsd", fx.dir);
-	copy_program("starttlsd", fx.daemon);
-	snprintf(program, sizeof(program), "%s/starttls-keyop", fx.dir);
+	start_own_copy("keyop-swap", true, program, sizeof(program));
 	snprintf(saved, sizeof(saved), "%s/starttls-keyop.real", fx.dir);
-	copy_program("starttls-keyop", program);
-	snprintf(cert_path, sizeof(cert_path), "%s/leaf-ec.pem", pki);
-	snprintf(key_path, sizeof(key_path), "%s/leaf-ec.key", pki);
-	snprintf(chain_path, sizeof(chain_path), "%s/int.pem", pki);
-	cr_assert(stls_fixture_start_backend(&fx, NULL), "see %s", fx.backend_log);
-	const char *args[] = { "--cert",   cert_path,	      "--key", key_path, "--chain",
-			       chain_path, "--keyop-threads", "1",     NULL };
-	cr_assert(stls_fixture_start_proxy(&fx, args), "starttlsd did not start (see %s)", fx.proxy_out);
-	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "signing thread", 5000));
 	/* The stand-in answers every control message in protocol 1, refusing LOADs. */
 	cr_assert_eq(rename(program, saved), 0);
 	write_stand_in(program, 1, 3 /* STLS_KEYOP_FAILED */);
@@ -385,23 +394,9 @@ Test(keyop, reload_to_another_key, .init = start_rsa)
  * the process at once and loads the new key into it, instead of being refused. */
 Test(keyop, a_reload_during_a_pending_restart_starts_the_process)
 {
-	cr_assert(stls_fixture_init(&fx, "keyop-reload"));
-	cr_assert(stls_fixture_pki(&fx, pki, sizeof(pki)));
 	char program[340], away[340];
-	snprintf(fx.daemon, sizeof(fx.daemon), "%s/starttlsd", fx.dir);
-	copy_program("starttlsd", fx.daemon);
-	snprintf(program, sizeof(program), "%s/starttls-keyop", fx.dir);
+	start_own_copy("keyop-reload", false, program, sizeof(program));
 	snprintf(away, sizeof(away), "%s/starttls-keyop.away", fx.dir);
-	copy_program("starttls-keyop", program);
-	snprintf(cert_path, sizeof(cert_path), "%s/cert.pem", fx.dir);
-	snprintf(key_path, sizeof(key_path), "%s/key.pem", fx.dir);
-	snprintf(chain_path, sizeof(chain_path), "%s/int.pem", pki);
-	install(false);
-	cr_assert(stls_fixture_start_backend(&fx, NULL), "see %s", fx.backend_log);
-	const char *args[] = { "--cert",   cert_path,	      "--key", key_path, "--chain",
-			       chain_path, "--keyop-threads", "1",     NULL };
-	cr_assert(stls_fixture_start_proxy(&fx, args), "starttlsd did not start (see %s)", fx.proxy_out);
-	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "signing thread", 5000));
 	/* Without the program, every restart fails and the next waits a second. */
 	cr_assert_eq(rename(program, away), 0);
 	cr_assert_eq(kill(keyop_pid(), SIGKILL), 0);

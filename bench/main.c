@@ -372,9 +372,14 @@ int main(int argc, char **argv)
 	 * was the bottleneck. */
 	double *cpu_at_warm = stls_calloc(o.threads, sizeof(double));
 	uint64_t cpu_from_ns = t0;
-	bool cpu_marked = false;
+	bool cpu_marked = warm <= t0; /* no warm-up: from the start */
 	for (;;) {
-		struct timespec ts = { 1, 0 };
+		/* A second between progress lines, but wake at the end of the warm-up to mark the CPU
+		 * clocks there: a run shorter than a second would otherwise measure no client CPU. */
+		uint64_t nap_ns = 1000000000ull, before = stls_bench_now_ns();
+		if (!cpu_marked && warm > before && warm - before < nap_ns)
+			nap_ns = warm - before;
+		struct timespec ts = { (time_t)(nap_ns / 1000000000ull), (long)(nap_ns % 1000000000ull) };
 		nanosleep(&ts, NULL);
 		bool all_exited = true;
 		uint64_t done = 0, failed = 0, idle = 0;

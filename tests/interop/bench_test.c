@@ -1,6 +1,7 @@
-/* Interop: the load generator and the microbenchmarks work (their figures are not judged here:
- * timing belongs to bench/run). */
+/* Interop: the load generator, the microbenchmarks and the suites around them work (their figures
+ * are not judged here: timing belongs to bench/run). */
 #include <criterion/criterion.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,4 +100,88 @@ Test(bench, microbenchmarks_print_figures_beside_ceilings)
 	cr_assert(strstr(out, "sender-group lookup (100000 networks)") && strstr(out, "admit + release") &&
 			  strstr(out, "uncontended lock/unlock"),
 		  "%s", out);
+}
+
+/* The suites themselves, bench/run and bench/scale, in short smoke runs: every measurement of
+ * the matrix happens and lands in the results file beside its ceiling and peer
+ * (tests/interop/scripts/check_bench_results.py says what is checked; the figures are not). */
+TestSuite(bench_suite, .timeout = 400);
+
+static char suite_out[65536];
+
+/* Runs prog (a repository path) with args (NULL-terminated); returns its exit code. */
+static int run_script(const char *prog, char *const args[], char *text, size_t text_len, int timeout_ms)
+{
+	char path[512];
+	stls_proc_repo_path(prog, path, sizeof(path));
+	char *argv[40] = { "python3", path };
+	size_t n = 2;
+	for (; n < 39 && args[n - 2]; n++)
+		argv[n] = args[n - 2];
+	argv[n] = NULL;
+	return stls_proc_run(argv, NULL, 0, text, text_len, timeout_ms);
+}
+
+/* Checks a results file; returns the checker's exit code, its findings in check_out. */
+static char check_out[16384];
+static int check_results(char *const args[])
+{
+	return run_script("tests/interop/scripts/check_bench_results.py", args, check_out, sizeof(check_out), 30000);
+}
+
+Test(bench_suite, run_measures_the_matrix_beside_a_peer_and_the_ceiling)
+{
+	char dir[256], json[300];
+	cr_assert(stls_proc_tmpdir(dir, sizeof(dir), "bench-run"));
+	snprintf(json, sizeof(json), "%s/results.json", dir);
+	/* The workers sign (0): a value the suite must pass on, not leave to starttlsd's default. */
+	char *args[] = { "--no-install", "--no-build", "--quick",	  "--duration", "0.5",
+			 "--warmup",	 "0.1",	       "--peers",	  "postfix",	"--idle-sessions",
+			 "200",		 "--no-micro", "--keyop-threads", "0",		"--out",
+			 json,		 NULL };
+	int code = run_script("bench/run", args, suite_out, sizeof(suite_out), 360000);
+	cr_assert_eq(code, 0, "bench/run exited %d:\n%s", code, suite_out);
+	cr_assert(strstr(suite_out, "the issue's goals"), "%s", suite_out);
+	char *check[] = { "run", json, "--keyop-threads", "0", "--peers", "postfix", "--idle", NULL };
+	cr_assert_eq(check_results(check), 0, "%s\nbench/run's output:\n%s", check_out, suite_out);
+	stls_proc_rmtree(dir);
+}
+
+Test(bench_suite, scale_measures_each_worker_count_the_cpus_allow)
+{
+	char dir[256], json[300], pool[16];
+	cr_assert(stls_proc_tmpdir(dir, sizeof(dir), "bench-scale"));
+	snprintf(json, sizeof(json), "%s/scale.json", dir);
+	cpu_set_t set;
+	cr_assert_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+	snprintf(pool, sizeof(pool), "%d", CPU_COUNT(&set));
+	/* With 2 CPUs, 1 worker is measured and 2 are skipped (no CPU left for the load generator). */
+	char *args[] = { "--no-install", "--no-build", "--quick", "--duration", "0.5", "--warmup",
+			 "0.1",		 "--workers",  "1,2",	  "--out",	json,  NULL };
+	int code = run_script("bench/scale", args, suite_out, sizeof(suite_out), 360000);
+	cr_assert_eq(code, 0, "bench/scale exited %d:\n%s", code, suite_out);
+	cr_assert(strstr(suite_out, "x 1 worker"), "%s", suite_out);
+	char *check[] = { "scale", json, "--keyop-threads", "auto", "--workers", "1,2", "--pool-cpus", pool, NULL };
+	cr_assert_eq(check_results(check), 0, "%s\nbench/scale's output:\n%s", check_out, suite_out);
+	stls_proc_rmtree(dir);
+}
+
+Test(bench, client_cpu_is_measured_in_a_run_shorter_than_a_second)
+{
+	/* The client's CPU says whether a figure is the client's own limit: it must be measured
+	 * (from the end of the warm-up) however short the run. */
+	char bench[512], connect[64], json[256];
+	stls_proc_build_path("starttls-bench", bench, sizeof(bench));
+	snprintf(connect, sizeof(connect), "127.0.0.1:%u", fx.proxy_port);
+	snprintf(json, sizeof(json), "%s/short.json", fx.dir);
+	char *argv[] = { bench,		  "--connect", connect,	 "--duration", "0.4",	  "--warmup", "0.1",
+			 "--concurrency", "4",	       "--json", json,	       "--quiet", NULL };
+	int code = stls_proc_run(argv, NULL, 0, out, sizeof(out), 60000);
+	cr_assert(code == 0 || code == 3, "exit %d:\n%s", code, out);
+	char *j = stls_proc_read_file(json, NULL);
+	cr_assert_not_null(j);
+	const char *cpu = strstr(j, "\"client_cpu\": ");
+	cr_assert_not_null(cpu, "%s", j);
+	cr_assert_gt(strtod(cpu + strlen("\"client_cpu\": "), NULL), 0.0, "%s", j);
+	free(j);
 }

@@ -6,9 +6,9 @@
 STLS_BUILD_PACKAGES="gcc libc6-dev ninja-build python3 android-libboringssl-dev liburing-dev libjemalloc-dev libcriterion-dev libc-ares-dev libssl-dev"
 # What the quick start adds: swaks to send a test message (Net::SSLeay for its --tls).
 STLS_RUN_PACKAGES="$STLS_BUILD_PACKAGES swaks libnet-ssleay-perl"
-# What the test suite adds: the real programs the interop tests drive, the format check, and
-# clang with libFuzzer for the fuzz targets.
-STLS_TEST_PACKAGES="$STLS_RUN_PACKAGES postfix openssl clang-format procps dnsmasq-base haproxy clang libclang-rt-14-dev"
+# What the test suite adds: the real programs the interop tests drive, the format check, clang
+# with libFuzzer for the fuzz targets, and gnuplot for the smoke run of bench/run (its plot).
+STLS_TEST_PACKAGES="$STLS_RUN_PACKAGES postfix openssl clang-format procps dnsmasq-base haproxy clang libclang-rt-14-dev gnuplot-nox"
 
 stls_missing_packages() {
 	local pkg missing=""

@@ -134,8 +134,10 @@ Test(bench_suite, run_measures_the_matrix_beside_a_peer_and_the_ceiling)
 	char dir[256], json[300];
 	cr_assert(stls_proc_tmpdir(dir, sizeof(dir), "bench-run"));
 	snprintf(json, sizeof(json), "%s/results.json", dir);
-	/* The workers sign (0): a value the suite must pass on, not leave to starttlsd's default. */
-	char *args[] = { "--no-install", "--no-build", "--quick",	  "--duration", "0.5",
+	/* The workers sign (0): a value the suite must pass on, not leave to starttlsd's default.
+	 * Two seconds a point: under the test suite's own load a Postfix message session can take
+	 * most of a second, and a point with no session completed has no figure. */
+	char *args[] = { "--no-install", "--no-build", "--quick",	  "--duration", "2",
 			 "--warmup",	 "0.1",	       "--peers",	  "postfix",	"--idle-sessions",
 			 "200",		 "--no-micro", "--keyop-threads", "0",		"--out",
 			 json,		 NULL };
@@ -156,8 +158,8 @@ Test(bench_suite, scale_measures_each_worker_count_the_cpus_allow)
 	cr_assert_eq(sched_getaffinity(0, sizeof(set), &set), 0);
 	snprintf(pool, sizeof(pool), "%d", CPU_COUNT(&set));
 	/* With 2 CPUs, 1 worker is measured and 2 are skipped (no CPU left for the load generator). */
-	char *args[] = { "--no-install", "--no-build", "--quick", "--duration", "0.5", "--warmup",
-			 "0.1",		 "--workers",  "1,2",	  "--out",	json,  NULL };
+	char *args[] = { "--no-install", "--no-build", "--quick", "--duration", "1",  "--warmup",
+			 "0.1",		 "--workers",  "1,2",	  "--out",	json, NULL };
 	int code = run_script("bench/scale", args, suite_out, sizeof(suite_out), 360000);
 	cr_assert_eq(code, 0, "bench/scale exited %d:\n%s", code, suite_out);
 	cr_assert(strstr(suite_out, "x 1 worker"), "%s", suite_out);

@@ -414,9 +414,13 @@ static void prep_recv(struct stls_worker *w, struct stls_session *s, enum stls_s
 static void prep_send(struct stls_worker *w, struct stls_session *s, enum stls_side side)
 {
 	struct stls_conn *c = &s->conn[side];
-	struct io_uring_sqe *sqe = get_sqe(w);
 	struct stls_span pending = stls_buf_span(&c->sending);
-	io_uring_prep_send(sqe, c->fd, pending.ptr, pending.len, MSG_NOSIGNAL);
+	/* The last bytes before a close: MSG_MORE holds their tail segment back until flush_conn
+	 * shuts the connection for writing, which puts the FIN in that segment instead of one of its
+	 * own. A short send leaves the rest pending, so the next send is the last one instead. */
+	bool last = (c->flags & STLS_CONN_CLOSE_AFTER) && stls_conn_pending(s, side) == pending.len;
+	struct io_uring_sqe *sqe = get_sqe(w);
+	io_uring_prep_send(sqe, c->fd, pending.ptr, pending.len, MSG_NOSIGNAL | (last ? MSG_MORE : 0));
 	io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, side, s->gen, s->slot));
 	c->flags |= STLS_CONN_SENDING;
 	c->num_inflight++;
@@ -465,6 +469,10 @@ static void flush_conn(struct stls_worker *w, struct stls_session *s, enum stls_
 		prep_send(w, s, side);
 	}
 	if ((c->flags & STLS_CONN_CLOSE_AFTER) && !(c->flags & STLS_CONN_SENDING) && stls_conn_pending(s, side) == 0) {
+		/* Sends the segment the last send held back, with the FIN, now: a close with unread
+		 * bytes from the peer would reset the connection instead and drop it. Synchronous,
+		 * because io_uring runs a shutdown on a helper thread. */
+		shutdown(c->fd, SHUT_WR);
 		conn_begin_close(s, side);
 		if (c->num_inflight == 0)
 			prep_close(w, s, side);
@@ -620,6 +628,19 @@ static void on_send(struct stls_worker *w, struct stls_session *s, enum stls_sid
 		s->ops->on_sent(s, side);
 }
 
+/* SMTP is a dialogue: each side's next line carries its ACK of the other's. A new connection
+ * would otherwise ACK its first lines at once, a segment each on its own, until the kernel has
+ * seen the dialogue; this starts it in that mode (delayed ACKs, which bulk data still overrides
+ * every second segment). Only once connected: at SYN-SENT it would delay the handshake's ACK and
+ * with it a server's greeting. A greeting that arrives before the worker sees its connection
+ * complete (loopback, a server that greets at once) is still ACKed alone; over a network the
+ * round trip leaves time. */
+static void ack_with_replies(int fd)
+{
+	int zero = 0;
+	setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero));
+}
+
 static void on_connect(struct stls_worker *w, struct stls_session *s, enum stls_side side, int res)
 {
 	(void)w;
@@ -627,6 +648,8 @@ static void on_connect(struct stls_worker *w, struct stls_session *s, enum stls_
 	c->flags &= (uint16_t)~STLS_CONN_CONNECTING;
 	if ((c->flags & STLS_CONN_CLOSING) || s->ending)
 		return;
+	if (res == 0)
+		ack_with_replies(c->fd);
 	stls_session_mark(s);
 	s->ops->on_connected(s, side, res);
 }
@@ -679,6 +702,7 @@ static void on_accept(struct stls_worker *w, unsigned idx, struct io_uring_cqe *
 		return;
 	}
 	stls_counter_inc(&w->stats.accepted);
+	ack_with_replies(fd);
 	s->listener = idx;
 	s->conn[STLS_SIDE_CLIENT].fd = fd;
 	s->conn[STLS_SIDE_CLIENT].flags = STLS_CONN_OPEN;

@@ -3,7 +3,7 @@
 not judged: timing belongs to the benchmarks). Prints what is wrong and exits 1, or prints "ok".
 
 usage: check_bench_results.py run JSON --keyop-threads N [--peers a,b]
-       check_bench_results.py scale JSON --keyop-threads N --workers 1,2 --pool-cpus N
+       check_bench_results.py scale JSON --keyop-threads N --workers 1,2 --pool-cpus N [--oversubscribe]
 """
 import argparse
 import json
@@ -125,13 +125,20 @@ def check_scale(d, args):
     points = {p["workers"]: p for p in d["points"]}
     skipped = {s["workers"]: s["why"] for s in d.get("skipped", [])}
     for n in (int(x) for x in args.workers.split(",")):
-        # A worker count is measured when the pool has a CPU per worker and one to spare.
-        if n + 1 <= args.pool_cpus:
+        # A worker count is measured when the pool has a CPU per worker and one to spare, or,
+        # with --oversubscribe, exactly a CPU per worker (the load generator sharing the last).
+        over = args.oversubscribe and n == args.pool_cpus
+        if n + 1 <= args.pool_cpus or over:
             p = points.get(n)
             if want(p is not None, f"{n} workers: not measured ({skipped.get(n)})"):
                 check_measurement(p.get("measurement"), f"{n} workers")
                 want(p.get("handshakes_per_s", 0) > 0, f"{n} workers: no rate")
-                want(len(p.get("worker_cpus", {})) == n, f"{n} workers: pinned {p.get('worker_cpus')}")
+                want((p.get("status") == "oversubscribed") == over,
+                     f"{n} workers on {args.pool_cpus} CPUs: status {p.get('status')!r}")
+                # Each worker thread pinned to a CPU of its own (read back from the threads).
+                pinned = sorted((p.get("worker_cpus") or {}).values())
+                want(len(pinned) == n and len(set(pinned)) == n and all("," not in c for c in pinned),
+                     f"{n} workers: pinned {p.get('worker_cpus')}")
                 one = points.get(1, {}).get("handshakes_per_s")
                 if one:
                     want(abs(p.get("ratio_to_1_worker", 0) - p["handshakes_per_s"] / one) < 0.01,
@@ -150,6 +157,7 @@ def main():
     ap.add_argument("--idle", action="store_true", help="the run measured idle sessions")
     ap.add_argument("--workers", default="1")
     ap.add_argument("--pool-cpus", type=int, default=0)
+    ap.add_argument("--oversubscribe", action="store_true", help="bench/scale ran with --oversubscribe")
     args = ap.parse_args()
     with open(args.json) as f:
         d = json.load(f)

@@ -69,7 +69,7 @@ def check_server_commands(d, keyop):
 def check_run(d, args):
     peers = [p for p in args.peers.split(",") if p and p != "none"]
     by_id = {m["id"]: m for m in d["measurements"]}
-    rows = [f"{mode}/{cert}/c16" for cert in CERTS for mode in ("handshake", "resume")]
+    rows = [f"{mode}/{cert}/c16" for cert in CERTS for mode in ("handshake", "resume", "resume12")]
     for target in ["starttlsd"] + peers:
         want(d["peers"].get(target, {}).get("status") == "ok", f"{target}: {d['peers'].get(target)}")
         for row in rows + ["message/4k/c16"]:
@@ -77,9 +77,14 @@ def check_run(d, args):
     check_measurement(by_id.get("starttlsd/message/1m/c16"), "starttlsd/message/1m/c16")
     check_measurement(by_id.get("starttlsd/plain/4k/c16"), "starttlsd/plain/4k/c16")
     check_measurement(by_id.get("direct/plain/4k/c16"), "direct/plain/4k/c16")
-    for cert in CERTS:
-        want(by_id.get(f"starttlsd/resume/{cert}/c16", {}).get("bench", {}).get("resumed_ratio", 0) > 0.9,
-             f"starttlsd/resume/{cert}/c16: sessions were not resumed")
+    for target in ["starttlsd"] + peers:
+        for row in (f"{mode}/{cert}/c16" for cert in CERTS for mode in ("resume", "resume12")):
+            want(by_id.get(f"{target}/{row}", {}).get("bench", {}).get("resumed_ratio", 0) > 0.9,
+                 f"{target}/{row}: sessions were not resumed")
+    # resume12 is TLS 1.2: starttls-bench was asked for it.
+    for m in by_id.values():
+        if m.get("mode") == "resume12":
+            want("--tls12" in m.get("command", "").split(), f"{m['id']}: run without --tls12")
     want(sorted(d["ceiling"]) == sorted(CERTS), f"ceilings for {sorted(d['ceiling'])}")
     check_ceiling(d["ceiling"], args.keyop_threads)
     check_server_commands(d, args.keyop_threads)
@@ -105,8 +110,11 @@ def check_run(d, args):
         want(s.get("idle_bytes_per_session", {}).get("starttlsd", 0) > 0,
              f"idle sessions: no memory per session: {s.get('idle_bytes_per_session')}")
     hs = s.get("backend_sessions_in_handshake_runs", {})
-    want(len(hs) == 4 and all(v == 0 for v in hs.values()),
+    want(len(hs) == 6 and all(v == 0 for v in hs.values()),
          f"backend sessions during handshake-only runs: {hs}")
+    r12 = s.get("resumed_tls12_over_full", {})
+    want(sorted(r12) == sorted(f"{cert}/c16" for cert in CERTS) and all(v.get("ratio") for v in r12.values()),
+         f"resumed TLS 1.2 / full: {r12}")
     for goal in GOALS:
         g = s.get("goals", {}).get(goal)
         want(g is not None and g.get("met") in (True, False, None), f"goal {goal!r}: {g}")

@@ -48,6 +48,14 @@ static unsigned segs_in(int fd)
 	return ti.tcpi_segs_in;
 }
 
+/* " 2 2 1": the count of each try, for the failure message. */
+static void tries_text(char *out, size_t cap, const unsigned *seen, unsigned n)
+{
+	out[0] = '\0';
+	for (unsigned i = 0; i < n; i++)
+		snprintf(out + strlen(out), cap - strlen(out), " %u", seen[i]);
+}
+
 Test(segments, the_quit_reply_carries_the_ack_and_the_fin)
 {
 	/* QUIT as the first command: before, its ACK came alone, then 221, then the FIN (3). */
@@ -65,9 +73,8 @@ Test(segments, the_quit_reply_carries_the_ack_and_the_fin)
 		one = seen[n] == 1;
 		stls_smtp_client_close(&c);
 	}
-	char list[64] = "";
-	for (unsigned i = 0; i < n; i++)
-		snprintf(list + strlen(list), sizeof(list) - strlen(list), " %u", seen[i]);
+	char list[64];
+	tries_text(list, sizeof(list), seen, n);
 	cr_assert(one, "segments from QUIT to the end, per try:%s (want 1: the 221 with ACK and FIN)", list);
 }
 
@@ -123,8 +130,7 @@ Test(segments, a_connection_the_worker_opens_acks_the_greeting_with_its_first_li
 	}
 	close(lfd);
 	stls_proc_stop(&p, SIGTERM, 10000);
-	char list[64] = "";
-	for (unsigned i = 0; i < n; i++)
-		snprintf(list + strlen(list), sizeof(list) - strlen(list), " %u", seen[i]);
+	char list[64];
+	tries_text(list, sizeof(list), seen, n);
 	cr_assert(one, "segments from the greeting to the EHLO, per try:%s (want 1: the EHLO with the ACK)", list);
 }

@@ -217,8 +217,16 @@ Test(balancer, haproxy_two_nodes_share_tickets_and_see_the_real_client)
 	unsigned full2 = stls_proc_wait_count(fx2.proxy_log, "TLS success", 1, 5000);
 	cr_assert_eq(full1, 1, "node 1 handled %u sessions", full1);
 	cr_assert_eq(full2, 1, "node 2 handled %u sessions", full2);
-	unsigned resumed = stls_proc_count_in_file(fx.proxy_log, "TLS session resumed") +
-			   stls_proc_count_in_file(fx2.proxy_log, "TLS session resumed");
+	/* A node logs "resumed" just after its "TLS success": wait for it too. */
+	unsigned resumed = 0;
+	uint64_t end = stls_proc_now_ms() + 5000;
+	for (;;) {
+		resumed = stls_proc_count_in_file(fx.proxy_log, "TLS session resumed") +
+			  stls_proc_count_in_file(fx2.proxy_log, "TLS session resumed");
+		if (resumed >= 1 || stls_proc_now_ms() >= end)
+			break;
+		stls_proc_sleep_ms(20);
+	}
 	cr_assert_eq(resumed, 1, "one session, on the second node, resumed");
 	static const char via[] = "PROXY v2 from balancer 127.0.0.9: client follows";
 	/* (HAProxy's port check above made one more, header and all.) */

@@ -468,15 +468,22 @@ static void run_mode(enum mode m)
 		char *plog = NULL;
 		const struct stls_log_want *missing = stls_postfix_wait_log(&postfix, wants, 60000, &plog);
 		cr_assert_null(missing, "%s was not deferred with 451 4.7.x by the proxy:\n%s", domain[d], plog);
+		/* The last line the proxy logs for a deferred domain, on the worker that logged its TLS
+		 * failure and warning before it. Postfix's retries add more failure lines, so a count of
+		 * them would not show that this domain's have been written. */
+		char not_delivered[192];
+		snprintf(not_delivered, sizeof(not_delivered), " not delivered to %.128s: ", domain[d]);
+		cr_assert(stls_proc_wait_file_contains(fx.proxy_log, not_delivered, 10000), "no \"%s\" line:\n%s",
+			  not_delivered, stls_proc_read_file(fx.proxy_log, NULL));
 	}
 	(void)sent;
 
 	/* The log is written by a thread of its own, a moment after the events: wait for the last
-	 * line each message leads to. */
+	 * line each delivered message leads to (delivered messages are not retried, so the count is
+	 * exact). */
 	unsigned num_delivered = D__COUNT - num_deferred;
 	uint64_t log_end = stls_proc_now_ms() + 10000;
-	while ((stls_proc_count_in_file(fx.proxy_log, "Message done DCID ") < num_delivered ||
-		stls_proc_count_in_file(fx.proxy_log, " TLS failed: ") < num_deferred) &&
+	while (stls_proc_count_in_file(fx.proxy_log, "Message done DCID ") < num_delivered &&
 	       stls_proc_now_ms() < log_end)
 		stls_proc_sleep_ms(50);
 	char *log = stls_proc_read_file(fx.proxy_log, NULL);

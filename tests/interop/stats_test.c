@@ -111,6 +111,7 @@ Test(stats, counters_follow_sessions_limits_and_reloads, .init = setup)
 	cr_assert_eq(stls_smtp_client_reply(&a), 220);
 	cr_assert(stls_smtp_client_connect_addr(&b, "127.0.0.66", "127.0.0.1", fx.proxy_port, 5000));
 	cr_assert_eq(stls_smtp_client_reply(&b), 421, "%s", b.last);
+	cr_assert(stls_smtp_client_wait_closed(&b), "the session over the limit stays open after its 421");
 	/* One reload. */
 	cr_assert_eq(kill(fx.proxy.pid, SIGHUP), 0);
 	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "reload committed", 5000));

@@ -66,6 +66,19 @@ static void raw_connect_ehlo(void)
 	cr_assert_eq(stls_smtp_client_reply(&c), 250, "%s", c.last);
 }
 
+/* Absence checks read the log once the sessions under test have logged their last line ("ICID n
+ * close"), or a line they should not have written could still be on its way to the file. */
+static unsigned closes_logged(void)
+{
+	return stls_proc_count_in_file(fx.proxy_log, " close\n");
+}
+
+static void wait_closes_logged(unsigned want)
+{
+	cr_assert_geq(stls_proc_wait_count(fx.proxy_log, " close\n", want, 5000), want,
+		      "%u sessions should have ended:\n%s", want, stls_proc_read_file(fx.proxy_log, NULL));
+}
+
 /* Connections the backend saw since the proxy started (the fixture's own readiness check does
  * not count). */
 static unsigned backend_connections(void)
@@ -234,6 +247,7 @@ Test(tls, policy_required_refuses_mail_before_starttls)
 /* CVE-2011-0411: commands in the same segment as STARTTLS. */
 Test(tls, injection_in_the_same_segment_is_rejected, .init = setup)
 {
+	unsigned closed = closes_logged();
 	raw_connect_ehlo();
 	cr_assert(stls_smtp_client_sends(&c,
 					 "STARTTLS\r\nMAIL FROM:<evil@x.test>\r\nRCPT TO:<victim@y.test>\r\nDATA\r\n"));
@@ -241,6 +255,7 @@ Test(tls, injection_in_the_same_segment_is_rejected, .init = setup)
 	cr_assert(strstr(c.last, "5.5.0"), "%s", c.last);
 	cr_assert(stls_smtp_client_wait_closed(&c), "the session goes on after an injection");
 	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "STARTTLS injection: ", 3000));
+	wait_closes_logged(closed + 1);
 	char *log = stls_proc_read_file(fx.proxy_log, NULL);
 	cr_assert_null(strstr(log, "Start MID"), "the injected MAIL was acted on:\n%s", log);
 	free(log);
@@ -252,6 +267,7 @@ Test(tls, injection_in_the_same_segment_is_rejected, .init = setup)
  * handshake, is not TLS, and ends the session without being executed. */
 Test(tls, injection_in_a_later_segment_is_never_executed, .init = setup)
 {
+	unsigned closed = closes_logged();
 	raw_connect_ehlo();
 	cr_assert(stls_smtp_client_sends(&c, "STARTTLS\r\n"));
 	cr_assert_eq(stls_smtp_client_reply(&c), 220, "%s", c.last);
@@ -259,6 +275,7 @@ Test(tls, injection_in_a_later_segment_is_never_executed, .init = setup)
 	cr_assert(stls_smtp_client_wait_closed(&c), "the session survived clear text after STARTTLS");
 	cr_assert(stls_proc_wait_file_contains(fx.proxy_log,
 					       "TLS failed: plaintext received instead of a TLS handshake", 3000));
+	wait_closes_logged(closed + 1);
 	char *log = stls_proc_read_file(fx.proxy_log, NULL);
 	cr_assert_null(strstr(log, "Start MID"), "%s", log);
 	free(log);
@@ -270,6 +287,7 @@ Test(tls, injection_in_a_later_segment_is_never_executed, .init = setup)
  * nothing after STARTTLS is executed and the session ends. */
 Test(tls, injection_racing_the_220_is_never_executed, .init = setup)
 {
+	unsigned closed = closes_logged();
 	for (int i = 0; i < 5; i++) {
 		raw_connect_ehlo();
 		cr_assert(stls_smtp_client_sends(&c, "STARTTLS\r\n"));
@@ -279,6 +297,7 @@ Test(tls, injection_racing_the_220_is_never_executed, .init = setup)
 		cr_assert(stls_smtp_client_wait_closed(&c));
 		stls_smtp_client_close(&c);
 	}
+	wait_closes_logged(closed + 5);
 	char *log = stls_proc_read_file(fx.proxy_log, NULL);
 	cr_assert_null(strstr(log, "Start MID"), "%s", log);
 	free(log);

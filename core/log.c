@@ -18,10 +18,16 @@ enum {
 	LOG_RING_SLOTS = 1024, /* power of two */
 	LOG_MAX_RINGS = 520,
 	LOG_POLL_NS = 10 * 1000 * 1000,
+	/* A record is published this long after it was stamped at most (a producer preempted longer
+	 * may see its line written after a younger one of another thread). */
+	LOG_ORDER_SLACK_NS = 2 * 1000 * 1000,
+	/* A pass that wrote fewer lines than this waits LOG_POLL_NS before the next. */
+	LOG_BATCH_MIN = 64,
 };
 
 struct log_record {
-	uint64_t ts_ns;
+	uint64_t ts_ns;	  /* wall clock, for the line */
+	uint64_t mono_ns; /* monotonic clock, for the order: the wall clock can step back */
 	uint16_t len;
 	uint8_t level;
 	char text[LOG_TEXT_MAX];
@@ -66,6 +72,13 @@ static uint64_t now_realtime_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t now_monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -116,22 +129,51 @@ static int open_log(const char *path)
 	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 }
 
-/* Returns how many records were written. */
-static size_t drain_once(void)
+/* Writes the records of every ring in the order they were stamped, so the file reads as one
+ * time line although each thread logs on its own ring. Only records stamped before now minus
+ * LOG_ORDER_SLACK_NS are written (all of them when everything is to go), so a record still being
+ * published on one ring cannot end up behind a younger one from another ring written in this
+ * pass. Returns how many records were written. */
+static size_t drain_once(bool everything)
 {
-	size_t written = 0;
+	static uint64_t tails[LOG_MAX_RINGS], heads[LOG_MAX_RINGS];
+	static unsigned pending[LOG_MAX_RINGS];
+	uint64_t horizon = everything ? UINT64_MAX : now_monotonic_ns() - LOG_ORDER_SLACK_NS;
 	unsigned num = atomic_load_explicit(&g_log.num_rings, memory_order_acquire);
+	unsigned num_pending = 0;
+	for (unsigned i = 0; i < num; i++) {
+		struct log_ring *r = g_log.rings[i];
+		tails[i] = atomic_load_explicit(&r->tail, memory_order_relaxed);
+		heads[i] = atomic_load_explicit(&r->head, memory_order_acquire);
+		if (tails[i] != heads[i])
+			pending[num_pending++] = i;
+	}
+	size_t written = 0;
+	while (num_pending > 0) {
+		/* Each ring is in stamp order: the next line is the oldest of the rings' first ones. */
+		unsigned best = num_pending;
+		uint64_t best_ns = horizon;
+		for (unsigned k = 0; k < num_pending; k++) {
+			unsigned i = pending[k];
+			uint64_t ns = g_log.rings[i]->slots[tails[i] & (LOG_RING_SLOTS - 1)].mono_ns;
+			if (ns <= best_ns) {
+				best = k;
+				best_ns = ns;
+			}
+		}
+		if (best == num_pending)
+			break; /* the rest is younger than the horizon: the next pass */
+		unsigned i = pending[best];
+		struct log_record *rec = &g_log.rings[i]->slots[tails[i] & (LOG_RING_SLOTS - 1)];
+		out_line(rec->ts_ns, (enum stls_log_level)rec->level, rec->text, rec->len);
+		written++;
+		if (++tails[i] == heads[i])
+			pending[best] = pending[--num_pending];
+	}
 	uint64_t drops = 0;
 	for (unsigned i = 0; i < num; i++) {
 		struct log_ring *r = g_log.rings[i];
-		uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-		uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
-		for (; tail != head; tail++) {
-			struct log_record *rec = &r->slots[tail & (LOG_RING_SLOTS - 1)];
-			out_line(rec->ts_ns, (enum stls_log_level)rec->level, rec->text, rec->len);
-			written++;
-		}
-		atomic_store_explicit(&r->tail, tail, memory_order_release);
+		atomic_store_explicit(&r->tail, tails[i], memory_order_release);
 		drops += atomic_load_explicit(&r->dropped, memory_order_relaxed);
 	}
 	if (drops > g_log.reported_drops) {
@@ -157,13 +199,13 @@ static void *logger_main(void *arg)
 				g_log.fd = fd;
 			}
 		}
-		size_t n = drain_once();
+		size_t n = drain_once(false);
 		if (atomic_load(&g_log.stop)) {
-			while (drain_once() > 0) {
+			while (drain_once(true) > 0) {
 			}
 			break;
 		}
-		if (n == 0) {
+		if (n < LOG_BATCH_MIN) {
 			struct timespec ts = { 0, LOG_POLL_NS };
 			nanosleep(&ts, NULL);
 		}
@@ -268,5 +310,6 @@ void stls_logf(enum stls_log_level level, const char *fmt, ...)
 	rec->len = (uint16_t)(n < 0 ? 0 : (size_t)n < sizeof(rec->text) ? (size_t)n : sizeof(rec->text) - 1);
 	rec->level = (uint8_t)level;
 	rec->ts_ns = now_realtime_ns();
+	rec->mono_ns = now_monotonic_ns();
 	atomic_store_explicit(&r->head, head + 1, memory_order_release);
 }

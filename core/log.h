@@ -1,7 +1,9 @@
 /* The mail log.
  *
  * Every thread that logs owns a single-producer ring of fixed-size records; one logger thread
- * drains all rings to the log file, so a worker never blocks on disk or on another thread. A full
+ * drains all rings to the log file, so a worker never blocks on disk or on another thread. It
+ * merges the rings by the time each line was logged, a few milliseconds behind, so the file is one
+ * time line whichever threads the lines came from. A full
  * ring drops the record and counts it; the logger reports the count, so nothing vanishes
  * silently. Lines keep the appliance's shape (spec S23):
  *     2026-11-29T11:49:57.123Z Info: ICID 12 TLS success protocol TLSv1.3 cipher ...

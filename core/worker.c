@@ -1000,16 +1000,15 @@ static enum stls_err ring_setup(struct stls_worker *w)
 	return STLS_OK;
 }
 
-static void pin_cpu(struct stls_worker *w)
+/* Returns 0 or the error of pthread_setaffinity_np. */
+static int pin_cpu(struct stls_worker *w)
 {
 	if (w->cpu < 0)
-		return;
+		return 0;
 	cpu_set_t set;
 	CPU_ZERO(&set);
 	CPU_SET(w->cpu, &set);
-	int ret = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-	if (ret != 0)
-		stls_log_warn("worker %u: cannot pin to CPU %d: %s", w->index, w->cpu, strerror(ret));
+	return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
 static bool loop_done(struct stls_worker *w)
@@ -1021,6 +1020,10 @@ static void *worker_main(void *arg)
 {
 	struct stls_worker *w = arg;
 	t_worker = w;
+	/* Pinned first: the ring and the buffers set up below are then allocated from the memory of
+	 * the CPU's own node, and the thread's name, which tools read to find the workers, appears
+	 * only once the thread runs where it will stay. */
+	int pin_err = pin_cpu(w);
 	char name[16];
 	snprintf(name, sizeof(name), "stls-w%u", w->index);
 	pthread_setname_np(pthread_self(), name);
@@ -1030,7 +1033,8 @@ static void *worker_main(void *arg)
 		atomic_store(&w->state, -1);
 		return NULL;
 	}
-	pin_cpu(w);
+	if (pin_err != 0)
+		stls_log_warn("worker %u: cannot pin to CPU %d: %s", w->index, w->cpu, strerror(pin_err));
 	w->now_ms = monotonic_ms();
 	stls_timer_wheel_init(&w->wheel, w->now_ms);
 	snapshot_refresh(w);

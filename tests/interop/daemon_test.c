@@ -1,7 +1,9 @@
 /* Interop: the daemon as a program: its command line, --check, --help against the README,
  * start-up without io_uring, the log's shape, and a graceful SIGTERM. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -210,6 +212,65 @@ Test(daemon, log_lines_have_the_appliance_shape)
 	cr_assert_eq(sscanf(log, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ Info: ", &y, &mo, &d, &h, &mi, &s, &ms), 7, "%s", log);
 	free(log);
 	stls_fixture_cleanup(&fx);
+}
+
+/* Worker i runs on the i-th CPU the process may use, and it is there from the moment it carries
+ * its name: tools (bench/run, bench/scale, an administrator's ps -L) find the workers by name and
+ * read their CPU. The threads are watched from the spawn on, so a worker seen named but not yet
+ * pinned fails the test. */
+Test(daemon, workers_are_pinned_before_they_are_named)
+{
+	cpu_set_t allowed;
+	cr_assert_eq(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+	int cpus[CPU_SETSIZE];
+	unsigned num_cpus = 0;
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &allowed))
+			cpus[num_cpus++] = c;
+	cr_assert_gt(num_cpus, 0);
+	struct stls_fixture fx;
+	cr_assert(stls_fixture_init(&fx, "pinning"));
+	cr_assert(stls_fixture_spawn_proxy(&fx, NULL)); /* two workers, no backend needed */
+	char task_dir[64];
+	snprintf(task_dir, sizeof(task_dir), "/proc/%d/task", (int)fx.proxy.pid);
+	bool seen[2] = { false, false };
+	unsigned sightings = 0;
+	uint64_t deadline = stls_proc_now_ms() + 10000;
+	while (!(seen[0] && seen[1]) && stls_proc_now_ms() < deadline) {
+		DIR *d = opendir(task_dir);
+		cr_assert_not_null(d, "starttlsd exited early");
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL) {
+			if (e->d_name[0] == '.')
+				continue;
+			char path[128], comm[32] = "";
+			snprintf(path, sizeof(path), "%s/%.16s/comm", task_dir, e->d_name);
+			FILE *f = fopen(path, "r");
+			if (!f)
+				continue; /* the thread ended */
+			bool named = fgets(comm, sizeof(comm), f) != NULL;
+			fclose(f);
+			unsigned index;
+			char nl;
+			if (!named || sscanf(comm, "stls-w%u%c", &index, &nl) != 2 || nl != '\n' || index > 1)
+				continue;
+			cpu_set_t set;
+			if (sched_getaffinity((pid_t)atoi(e->d_name), sizeof(set), &set) != 0)
+				continue;
+			int want = cpus[index % num_cpus];
+			cr_assert(CPU_COUNT(&set) == 1 && CPU_ISSET(want, &set),
+				  "worker %u is named but runs on %d CPUs, not on CPU %d alone", index, CPU_COUNT(&set),
+				  want);
+			seen[index] = true;
+			sightings++;
+		}
+		closedir(d);
+		sched_yield();
+	}
+	cr_assert(seen[0] && seen[1], "the workers never appeared under their names");
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "listening on", 10000));
+	cr_assert_eq(stls_fixture_cleanup(&fx), 0);
+	cr_assert_gt(sightings, 0);
 }
 
 Test(daemon, sigterm_drains_then_421_then_exits_0)

@@ -60,7 +60,7 @@ bool stls_demo_start(struct stls_proc *p, const char *listen, const char *maildi
 	return stls_proc_spawn(p, log, argv) && stls_proc_wait_file_contains(ready, ":", 10000);
 }
 
-bool stls_fixture_start_proxy(struct stls_fixture *f, const char *const extra[])
+bool stls_fixture_spawn_proxy(struct stls_fixture *f, const char *const extra[])
 {
 	char daemon[512], listen[64], backend[64];
 	if (f->daemon[0])
@@ -75,7 +75,12 @@ bool stls_fixture_start_proxy(struct stls_fixture *f, const char *const extra[])
 				 "mx.test", "--shutdown-grace", "1" };
 	unsigned argc = 13;
 	add_extra(argv, &argc, extra);
-	if (!stls_proc_spawn(&f->proxy, f->proxy_out, argv))
+	return stls_proc_spawn(&f->proxy, f->proxy_out, argv);
+}
+
+bool stls_fixture_start_proxy(struct stls_fixture *f, const char *const extra[])
+{
+	if (!stls_fixture_spawn_proxy(f, extra))
 		return false;
 	if (stls_proc_wait_file_contains(f->proxy_log, "listening on", 10000) &&
 	    stls_proc_wait_port(f->proxy_port, 10000))

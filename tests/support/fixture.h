@@ -33,6 +33,9 @@ bool stls_fixture_start_backend(struct stls_fixture *f, const char *const extra[
 bool stls_demo_start(struct stls_proc *p, const char *listen, const char *maildir, const char *log,
 		     const char *const extra[]);
 
+/* Starts starttlsd as stls_fixture_start_proxy does, without waiting for anything. */
+bool stls_fixture_spawn_proxy(struct stls_fixture *f, const char *const extra[]);
+
 /* Starts starttlsd on 127.0.0.1:proxy_port in front of the backend port (running or not), with
  * --workers 2 --hostname mx.test and extra arguments, and waits until it listens. */
 bool stls_fixture_start_proxy(struct stls_fixture *f, const char *const extra[]);

@@ -747,7 +747,12 @@ static void serve_stats(struct daemon *d, uint64_t now)
 		.keyop_up = stls_keyop_pid(d->keyop) > 0,
 		.keyop_restarts = stls_keyop_restarts(d->keyop),
 	};
-	stls_alert_counts(&v.alerts_sent, &v.alerts_held);
+	struct stls_alert_counts alerts;
+	stls_alert_counts(&alerts);
+	v.alerts_sent = alerts.sent;
+	v.alerts_held = alerts.held;
+	v.alerts_failed = alerts.failed;
+	v.alerts_dropped = alerts.dropped;
 	stls_stats_server_run(&d->stats, &v, now);
 }
 

@@ -111,10 +111,13 @@ size_t stls_stats_render_metrics(char *out, size_t cap, const struct stls_stats_
 	    "starttlsd_reloads_total{result=\"committed\"} %llu\nstarttlsd_reloads_total{result=\"refused\"} %llu\n",
 	    (unsigned long long)v->reloads_committed, (unsigned long long)v->reloads_refused);
 	put(&p,
-	    "# HELP starttlsd_alerts_total TLS alerts (spec S21) sent, and held back by --alert-interval.\n"
+	    "# HELP starttlsd_alerts_total TLS alerts (spec S21): sent, held back by --alert-interval, failed "
+	    "(the backend could not take them), dropped (too many at once, or queued at shutdown).\n"
 	    "# TYPE starttlsd_alerts_total counter\nstarttlsd_alerts_total{result=\"sent\"} %llu\n"
-	    "starttlsd_alerts_total{result=\"held\"} %llu\n",
-	    (unsigned long long)v->alerts_sent, (unsigned long long)v->alerts_held);
+	    "starttlsd_alerts_total{result=\"held\"} %llu\nstarttlsd_alerts_total{result=\"failed\"} %llu\n"
+	    "starttlsd_alerts_total{result=\"dropped\"} %llu\n",
+	    (unsigned long long)v->alerts_sent, (unsigned long long)v->alerts_held,
+	    (unsigned long long)v->alerts_failed, (unsigned long long)v->alerts_dropped);
 	if (v->keyop_on)
 		put(&p,
 		    "# HELP starttlsd_keyop_up Whether the key-op process that signs handshakes is running.\n"

@@ -37,6 +37,8 @@ struct stls_stats_view {
 	uint64_t log_dropped;
 	uint64_t alerts_sent;
 	uint64_t alerts_held;
+	uint64_t alerts_failed;
+	uint64_t alerts_dropped;
 	uint64_t uptime_s;
 	bool keyop_on; /* a key-op process signs (--keyop-threads) */
 	bool keyop_up; /* and is running now */

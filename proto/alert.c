@@ -41,7 +41,7 @@ static struct {
 /* The sending thread only. */
 static struct domain_state g_domains[DOMAINS_MAX];
 static unsigned g_num_domains;
-static _Atomic uint64_t g_sent, g_held;
+static _Atomic uint64_t g_sent, g_held, g_failed, g_dropped;
 static pthread_t g_thread;
 static bool g_started;
 
@@ -56,6 +56,7 @@ void stls_alert_raise(const char *domain, const char *mx, const char *ip, const 
 		snprintf(e->why, sizeof(e->why), "%s", why);
 	} else {
 		g_queue.dropped++;
+		atomic_fetch_add_explicit(&g_dropped, 1, memory_order_relaxed);
 	}
 	pthread_cond_signal(&g_queue.wake);
 	pthread_mutex_unlock(&g_queue.lock);
@@ -113,9 +114,25 @@ static void send_alert(const struct stls_config *cfg, const struct sockaddr *bac
 		atomic_fetch_add_explicit(&g_sent, 1, memory_order_relaxed);
 		stls_log_warn("alert about %s sent to <%s>", e->domain, cfg->alert_to);
 	} else {
+		atomic_fetch_add_explicit(&g_failed, 1, memory_order_relaxed);
 		stls_log_warn("alert about %s to <%s> could not be sent through the backend: %s", e->domain,
 			      cfg->alert_to, err);
 	}
+}
+
+static bool stopping(void)
+{
+	pthread_mutex_lock(&g_queue.lock);
+	bool stop = g_queue.stop;
+	pthread_mutex_unlock(&g_queue.lock);
+	return stop;
+}
+
+/* An alert that will not be sent because starttlsd is stopping: said in the log, counted. */
+static void drop_at_stop(const struct stls_config *cfg, const struct alert_event *e)
+{
+	atomic_fetch_add_explicit(&g_dropped, 1, memory_order_relaxed);
+	stls_log_warn("alert about %s to <%s> not sent: starttlsd is stopping", e->domain, cfg->alert_to);
 }
 
 void stls_alert_process(const struct stls_config *cfg, const struct sockaddr *backend, socklen_t backend_len,
@@ -140,17 +157,26 @@ void stls_alert_process(const struct stls_config *cfg, const struct sockaddr *ba
 			atomic_fetch_add_explicit(&g_held, 1, memory_order_relaxed);
 			continue;
 		}
-		if (cfg->alert_to[0] && backend_len)
+		if (cfg->alert_to[0] && backend_len) {
+			/* Each send may wait its whole timeout on a backend that does not answer: stopping
+			 * waits for the one in flight, not for the rest of the batch. */
+			if (stopping()) {
+				drop_at_stop(cfg, &events[i]);
+				continue;
+			}
 			send_alert(cfg, backend, backend_len, &events[i], d->held);
+		}
 		d->last_sent_ms = now_ms ? now_ms : 1;
 		d->held = 0;
 	}
 }
 
-void stls_alert_counts(uint64_t *out_sent, uint64_t *out_held)
+void stls_alert_counts(struct stls_alert_counts *out)
 {
-	*out_sent = atomic_load_explicit(&g_sent, memory_order_relaxed);
-	*out_held = atomic_load_explicit(&g_held, memory_order_relaxed);
+	out->sent = atomic_load_explicit(&g_sent, memory_order_relaxed);
+	out->held = atomic_load_explicit(&g_held, memory_order_relaxed);
+	out->failed = atomic_load_explicit(&g_failed, memory_order_relaxed);
+	out->dropped = atomic_load_explicit(&g_dropped, memory_order_relaxed);
 }
 
 static void *sender_main(void *arg)
@@ -167,9 +193,19 @@ static void *sender_main(void *arg)
 		bool stop = g_queue.stop;
 		backend = g_queue.backend;
 		backend_len = g_queue.backend_len;
-		pthread_mutex_unlock(&g_queue.lock);
-		if (stop)
+		if (stop) {
+			/* Raised while the last batch was sent: not sent, but not left unsaid. */
+			unsigned num = g_queue.num;
+			static struct alert_event left[QUEUE_MAX];
+			memcpy(left, g_queue.queue, sizeof(left[0]) * num);
+			g_queue.num = 0;
+			pthread_mutex_unlock(&g_queue.lock);
+			for (unsigned i = 0; i < num; i++)
+				if (cfg->alert_to[0])
+					drop_at_stop(cfg, &left[i]);
 			break;
+		}
+		pthread_mutex_unlock(&g_queue.lock);
 		stls_alert_process(cfg, (const struct sockaddr *)&backend, backend_len, stls_clock_ms());
 	}
 	return NULL;

@@ -22,8 +22,9 @@ void stls_alert_raise(const char *domain, const char *mx, const char *ip, const 
 /* Where alerts go from now on: the backend's address (main thread, when it changes). */
 void stls_alert_set_backend(const struct sockaddr *backend, socklen_t backend_len);
 
-/* Stops the sending thread; an alert being sent finishes first (at most its timeout). Harmless if
- * it never started. */
+/* Stops the sending thread; an alert being sent finishes first (at most its timeout). The alerts
+ * still queued are not sent: each is logged and counted as dropped. Harmless if it never
+ * started. */
 void stls_alert_stop(void);
 
 /* Sends what is queued and due (the sending thread): each domain at most once per interval; the
@@ -31,5 +32,12 @@ void stls_alert_stop(void);
 void stls_alert_process(const struct stls_config *cfg, const struct sockaddr *backend, socklen_t backend_len,
 			uint64_t now_ms);
 
-/* Alerts sent and held back so far (any thread: for statistics). */
-void stls_alert_counts(uint64_t *out_sent, uint64_t *out_held);
+struct stls_alert_counts {
+	uint64_t sent;	  /* accepted by the backend */
+	uint64_t held;	  /* held back by --alert-interval, counted in the domain's next alert */
+	uint64_t failed;  /* the backend could not be reached or refused the message */
+	uint64_t dropped; /* too many queued at once, or still queued when starttlsd stopped */
+};
+
+/* The alerts so far (any thread: for statistics). */
+void stls_alert_counts(struct stls_alert_counts *out);

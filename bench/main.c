@@ -518,7 +518,7 @@ int main(int argc, char **argv)
 			(unsigned long long)total.errors[STLS_BENCH_ERR_TLS],
 			(unsigned long long)total.errors[STLS_BENCH_ERR_TIMEOUT]);
 		fprintf(out, "  \"idle_peak\": %llu,\n", (unsigned long long)idle_peak);
-		fprintf(out, "  \"error_ratio\": %.5f,\n  \"client_cpu\": %.3f,\n  \"saturated\": %s\n}\n", error_ratio,
+		fprintf(out, "  \"error_ratio\": %.5f,\n  \"client_cpu\": %.6f,\n  \"saturated\": %s\n}\n", error_ratio,
 			max_thread_cpu, saturated ? "true" : "false");
 		fclose(out);
 	}

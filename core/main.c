@@ -870,9 +870,7 @@ static int run(struct daemon *d)
 	}
 	if (start_workers(d) != 0)
 		goto out;
-	for (unsigned l = 0; l < d->cfg.num_listen; l++)
-		stls_log_info("listening on %s for inbound SMTP, relaying to %s", d->cfg.listen[l].text,
-			      d->cfg.backend.text);
+	/* Every socket is open before the first "listening on" line, which scripts wait for. */
 	if (d->cfg.num_stats_listen) {
 		if (stls_stats_server_open(&d->stats, &d->cfg.stats_listen[0], err, sizeof(err)) != STLS_OK) {
 			stls_log_crit("--stats-listen: %s", err);
@@ -880,6 +878,9 @@ static int run(struct daemon *d)
 		}
 		stls_log_info("statistics at http://%s/metrics and /status", d->cfg.stats_listen[0].text);
 	}
+	for (unsigned l = 0; l < d->cfg.num_listen; l++)
+		stls_log_info("listening on %s for inbound SMTP, relaying to %s", d->cfg.listen[l].text,
+			      d->cfg.backend.text);
 	for (unsigned l = 0; l < d->cfg.num_outbound_listen; l++)
 		stls_log_info("listening on %s for the outbound relay (%u allowed networks, first %s)",
 			      d->cfg.outbound_listen[l].text, d->cfg.num_outbound_allow,

@@ -178,7 +178,7 @@ Test(bench, client_cpu_is_measured_in_a_run_shorter_than_a_second)
 	stls_proc_build_path("starttls-bench", bench, sizeof(bench));
 	snprintf(connect, sizeof(connect), "127.0.0.1:%u", fx.proxy_port);
 	snprintf(json, sizeof(json), "%s/short.json", fx.dir);
-	char *argv[] = { bench,		  "--connect", connect,	 "--duration", "0.4",	  "--warmup", "0.1",
+	char *argv[] = { bench,		  "--connect", connect,	 "--duration", "0.8",	  "--warmup", "0.1",
 			 "--concurrency", "4",	       "--json", json,	       "--quiet", NULL };
 	int code = stls_proc_run(argv, NULL, 0, out, sizeof(out), 60000);
 	cr_assert(code == 0 || code == 3, "exit %d:\n%s", code, out);

@@ -207,7 +207,9 @@ Test(stats, a_stuck_backend_does_not_stall_the_main_thread)
 		"--outbound-listen",	  outbound,	    "--dest-policy", policy, "--routes", routes, "--alert-to",
 		"postmaster@legacy.test", "--stats-listen", stats,	     NULL
 	};
-	cr_assert(stls_fixture_start_proxy(&fx, args), "see %s", fx.proxy_out);
+	/* The start-up probe of this backend takes its whole 5 s before starttlsd listens. */
+	cr_assert(stls_fixture_spawn_proxy(&fx, args));
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "listening on", 20000), "see %s", fx.proxy_out);
 
 	/* Three domains, three alerts: 30 s of waiting on the stuck backend. */
 	struct stls_smtp_client c;
@@ -245,6 +247,12 @@ Test(stats, a_stuck_backend_does_not_stall_the_main_thread)
 	cr_assert_gt(http(status, sizeof(status) - 1), 0);
 	cr_assert(strncmp(page, "HTTP/1.0 200 OK", 15) == 0, "%s", page);
 	cr_assert_lt(stls_proc_now_ms() - start, 3000, "the statistics waited on the backend probe");
+	/* The alerts are counted by outcome; none dropped while starttlsd runs (the queue holds 256). */
+	static const char metrics[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	cr_assert_gt(http(metrics, sizeof(metrics) - 1), 0);
+	cr_assert(strstr(page, "\nstarttlsd_alerts_total{result=\"failed\"} ") &&
+			  strstr(page, "\nstarttlsd_alerts_total{result=\"dropped\"} 0\n"),
+		  "%s", page);
 	cr_assert_eq(kill(fx.proxy.pid, SIGTERM), 0);
 	cr_assert_eq(stls_proc_wait(&fx.proxy, 20000), 0, "shutdown with an alert in flight");
 	stls_proc_stop(&dest, SIGTERM, 3000);

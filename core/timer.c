@@ -31,8 +31,8 @@ void stls_timer_arm(struct stls_timer_wheel *w, struct stls_timer *t, uint64_t m
 		unlink_timer(t);
 	else
 		w->num_armed++;
-	/* The first tick boundary at or after the deadline, counted from the time of the last
-	 * advance (not the start of its tick): never early, at most one tick late. */
+	/* The first tick boundary at or after the deadline, counted from the wheel's time (not the
+	 * start of its tick): never early, at most one tick late. */
 	uint64_t due = (w->now_ms + ms + STLS_TIMER_TICK_MS - 1) / STLS_TIMER_TICK_MS;
 	t->expires = due > w->now ? due : w->now + 1;
 	struct stls_timer *head = &w->slots[t->expires % STLS_TIMER_SLOTS];
@@ -40,6 +40,12 @@ void stls_timer_arm(struct stls_timer_wheel *w, struct stls_timer *t, uint64_t m
 	t->prev = head->prev;
 	head->prev->next = t;
 	head->prev = t;
+}
+
+void stls_timer_wheel_set_now(struct stls_timer_wheel *w, uint64_t now_ms)
+{
+	if (now_ms > w->now_ms)
+		w->now_ms = now_ms;
 }
 
 void stls_timer_disarm(struct stls_timer_wheel *w, struct stls_timer *t)

@@ -21,7 +21,7 @@ struct stls_timer {
 struct stls_timer_wheel {
 	struct stls_timer slots[STLS_TIMER_SLOTS]; /* list heads */
 	uint64_t now;				   /* last tick processed */
-	uint64_t now_ms;			   /* the time the wheel was last advanced to */
+	uint64_t now_ms;			   /* the time timers are armed from */
 	uint32_t num_armed;
 };
 
@@ -35,9 +35,15 @@ static inline bool stls_timer_armed(const struct stls_timer *t)
 	return t->prev != NULL;
 }
 
-/* Arms (or re-arms) t to fire ms milliseconds after the time of the last advance: never earlier,
- * at most one tick later, and at the next tick at the soonest. */
+/* Arms (or re-arms) t to fire ms milliseconds after the wheel's time (the last advance, or the
+ * last stls_timer_wheel_set_now): never earlier, at most one tick later, and at the next tick at
+ * the soonest. */
 void stls_timer_arm(struct stls_timer_wheel *w, struct stls_timer *t, uint64_t ms);
+
+/* Moves the time timers are armed from to now_ms without firing anything: an event loop calls it
+ * when it wakes, before it handles what woke it, so that a timeout armed then counts from the
+ * event, not from the previous turn, up to a tick earlier. Time never goes back. */
+void stls_timer_wheel_set_now(struct stls_timer_wheel *w, uint64_t now_ms);
 
 /* Disarms t; harmless if it is not armed. */
 void stls_timer_disarm(struct stls_timer_wheel *w, struct stls_timer *t);

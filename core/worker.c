@@ -1065,6 +1065,8 @@ static void *worker_main(void *arg)
 		if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN)
 			stls_log_crit("worker %u: io_uring_submit_and_wait: %s", w->index, strerror(-ret));
 		w->now_ms = monotonic_ms();
+		/* Timeouts armed by the completions count from now, not from the last turn. */
+		stls_timer_wheel_set_now(&w->wheel, w->now_ms);
 		/* Before the completions: a connection accepted in this turn must see a reload that
 		 * finished while the worker slept. */
 		snapshot_refresh(w);

@@ -345,3 +345,24 @@ Test(timer, never_fires_early_when_armed_late_in_a_tick)
 	cr_assert_eq(advance(w, 300, fired, 1), 1, "due at the first tick after 299 ms");
 	free(w);
 }
+
+/* A loop that wakes late in a tick sets the wheel's time before it handles the event: a timer
+ * armed then counts from the event, not from the previous advance. */
+Test(timer, armed_after_set_now_counts_from_then)
+{
+	struct stls_timer_wheel *w = new_wheel(0);
+	struct stls_timer t = { 0 };
+	cr_assert_eq(advance_none(w, 1000), 0);
+	stls_timer_wheel_set_now(w, 1090); /* woke 90 ms into the tick */
+	stls_timer_arm(w, &t, 1000);	   /* due at 2090 ms */
+	cr_assert_eq(advance_none(w, 2000), 0, "fired 90 ms early: counted from the previous advance");
+	cr_assert_eq(advance_none(w, 2089), 0);
+	struct stls_timer *fired[1];
+	cr_assert_eq(advance(w, 2100, fired, 1), 1, "due at the first tick after 2090 ms");
+	/* Time never goes back. */
+	stls_timer_wheel_set_now(w, 50);
+	stls_timer_arm(w, &t, 100);
+	cr_assert_eq(advance_none(w, 2189), 0, "armed from a time that went back");
+	cr_assert_eq(advance(w, 2200, fired, 1), 1);
+	free(w);
+}

@@ -278,7 +278,8 @@ Test(daemon, sigterm_drains_then_421_then_exits_0)
 	struct stls_fixture fx;
 	cr_assert(stls_fixture_init(&fx, "sigterm"));
 	cr_assert(stls_fixture_start_backend(&fx, NULL));
-	const char *extra[] = { "--shutdown-grace", "2", NULL };
+	/* The grace period holds the refusal probes and a whole transaction through the backend. */
+	const char *extra[] = { "--shutdown-grace", "5", NULL };
 	cr_assert(stls_fixture_start_proxy(&fx, extra));
 	struct stls_smtp_client busy, idle;
 	cr_assert(stls_smtp_client_connect(&busy, fx.proxy_port, 10000));

@@ -561,20 +561,22 @@ Test(tls, pkcs12_certificate_is_served)
  * once its key has aged out (the current key and two older ones are kept). */
 Test(tls, random_ticket_keys_rotate_on_schedule)
 {
-	const char *extra[] = { "--ticket-key-rotation", "1", NULL };
+	/* A 2 s period: the second connection, one period later, still has a whole period of margin
+	 * before the key that sealed its ticket ages out, however slowly s_client starts. */
+	const char *extra[] = { "--ticket-key-rotation", "2", NULL };
 	start(extra);
 	char sess[320];
 	snprintf(sess, sizeof(sess), "%s/session.pem", fx.dir);
 	const char *first[] = { "-sess_out", sess, NULL };
 	cr_assert_eq(stls_fixture_s_client(&fx, first, "EHLO client.test\nQUIT\n", out, sizeof(out)), 0, "%s", out);
 	const char *again[] = { "-sess_in", sess, NULL };
-	stls_proc_sleep_ms(1200);
-	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "session-ticket keys rotated", 3000));
+	stls_proc_sleep_ms(2200);
+	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "session-ticket keys rotated", 5000));
 	cr_assert_eq(stls_fixture_s_client(&fx, again, "QUIT\n", out, sizeof(out)), 0, "%s", out);
 	cr_assert(strstr(out, "Reused, TLSv1.3"), "a ticket of the previous key must still resume:\n%s", out);
 	/* Three more rotations: the key that sealed the ticket is gone. */
 	unsigned before = stls_proc_count_in_file(fx.proxy_log, "session-ticket keys rotated");
-	for (int i = 0; i < 100 && stls_proc_count_in_file(fx.proxy_log, "session-ticket keys rotated") < before + 3;
+	for (int i = 0; i < 200 && stls_proc_count_in_file(fx.proxy_log, "session-ticket keys rotated") < before + 3;
 	     i++)
 		stls_proc_sleep_ms(100);
 	cr_assert_eq(stls_fixture_s_client(&fx, again, "QUIT\n", out, sizeof(out)), 0, "%s", out);

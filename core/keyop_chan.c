@@ -153,14 +153,17 @@ static enum stls_err submit(void *ctx, uint64_t token, uint32_t key_id, uint16_t
 	memcpy(ch->tx + sizeof(len) + sizeof(req), in.ptr, in.len);
 	if (stls_buf_empty(&ch->backlog)) {
 		ssize_t n = send(ch->fd, ch->tx + sizeof(len), len, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (n == (ssize_t)len)
+		if (n == (ssize_t)len) {
+			stls_counter_inc(&ch->w->stats.keyop_requests);
 			return STLS_OK;
+		}
 		if (n >= 0 || (errno != EAGAIN && errno != EINTR))
 			return refuse(ch, STLS_ERR_IO, n < 0 ? strerror(errno) : "short send");
 	}
 	/* One append, length and request together: the backlog never holds half an entry. */
 	if (stls_buf_append(&ch->backlog, stls_span_make(ch->tx, sizeof(len) + len), BACKLOG_LIMIT) != STLS_OK)
 		return refuse(ch, STLS_ERR_LIMIT, "backlog full (4 MiB of requests)");
+	stls_counter_inc(&ch->w->stats.keyop_requests);
 	watch(ch);
 	return STLS_OK;
 }

@@ -40,6 +40,7 @@ struct stls_worker_stats {
 	_Atomic uint64_t tls_failed;
 	_Atomic uint64_t starttls_injections; /* clear text sent after STARTTLS */
 	_Atomic uint64_t limit_rejects;	      /* refused by a sender group's limits or --max-per-ip */
+	_Atomic uint64_t keyop_requests;      /* signature requests sent (or queued) to the key-op process */
 	_Atomic uint64_t keyop_signs;	      /* signatures the key-op process made */
 	_Atomic uint64_t keyop_failures;      /* and those it could not */
 };

@@ -2,11 +2,14 @@
  * OpenSSL's libcrypto), driven with openssl s_client: RSA (TLS 1.3 PSS, TLS 1.2 PSS and PKCS#1)
  * and ECDSA certificates, a crash and a restart, a stalled process that costs only the handshakes
  * waiting for it, a reload to another key, and --check. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -101,6 +104,56 @@ static void start_rsa(void)
 static void start_ecdsa(void)
 {
 	start(true, NULL);
+}
+
+static uint16_t stats_port;
+
+static void start_ecdsa_with_stats(void)
+{
+	stats_port = stls_proc_free_port();
+	static char listen[64];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", stats_port);
+	const char *const extra[] = { "--stats-listen", listen, NULL };
+	start(true, extra);
+}
+
+/* The sum over the workers of a per-worker counter on --stats-listen's /metrics; -1 if the page
+ * could not be read. */
+static long long metric_sum(const char *name)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(stats_port) };
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	static char page[65536];
+	size_t len = 0;
+	static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
+	    send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof(req) - 1)) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	struct timeval tv = { .tv_sec = 5 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	for (;;) {
+		ssize_t n = recv(fd, page + len, sizeof(page) - 1 - len, 0);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	page[len] = '\0';
+	if (strncmp(page, "HTTP/1.0 200", 12) != 0)
+		return -1;
+	long long sum = 0;
+	char prefix[128];
+	snprintf(prefix, sizeof(prefix), "\n%s{", name);
+	for (const char *p = strstr(page, prefix); p; p = strstr(p + 1, prefix)) {
+		const char *v = strchr(p + 1, ' ');
+		if (v)
+			sum += strtoll(v + 1, NULL, 10);
+	}
+	return sum;
 }
 
 static void start_ecdsa_short_timeout(void)
@@ -245,9 +298,11 @@ Test(keyop, ecdsa_and_a_restart_after_a_crash, .init = start_ecdsa)
 
 /* A handshake whose request was queued when the process died is signed by the next one: it loads
  * the keys before it reads the queued requests. */
-Test(keyop, a_request_queued_across_a_crash_is_signed_by_the_next_process, .init = start_ecdsa)
+Test(keyop, a_request_queued_across_a_crash_is_signed_by_the_next_process, .init = start_ecdsa_with_stats)
 {
 	pid_t first = keyop_pid();
+	long long asked = metric_sum("starttlsd_keyop_requests_total");
+	cr_assert_geq(asked, 0, "no /metrics on port %u", stats_port);
 	unsigned before = stls_proc_count_in_file(fx.proxy_log, "New SMTP ICID");
 	cr_assert_eq(kill(first, SIGSTOP), 0);
 	/* s_client in the background: its ClientHello's signature request waits in the channel. */
@@ -260,7 +315,13 @@ Test(keyop, a_request_queued_across_a_crash_is_signed_by_the_next_process, .init
 		 fx.proxy_port, ca, result);
 	cr_assert_eq(system(cmd), 0);
 	cr_assert_gt(stls_proc_wait_count(fx.proxy_log, "New SMTP ICID", before + 1, 10000), before);
-	usleep(1000000); /* the ClientHello reaches the worker, its request the channel */
+	/* The ClientHello reaches the worker, and its signature request the channel. */
+	long long now = asked;
+	for (int i = 0; i < 200 && now <= asked; i++) {
+		stls_proc_sleep_ms(50);
+		now = metric_sum("starttlsd_keyop_requests_total");
+	}
+	cr_assert_gt(now, asked, "no signature was asked of the stopped key-op process");
 	cr_assert_eq(kill(first, SIGKILL), 0);
 	cr_assert(stls_proc_wait_file_contains(fx.proxy_log, "started again", 5000), "%s",
 		  stls_proc_read_file(fx.proxy_log, NULL));

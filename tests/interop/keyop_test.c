@@ -2,18 +2,16 @@
  * OpenSSL's libcrypto), driven with openssl s_client: RSA (TLS 1.3 PSS, TLS 1.2 PSS and PKCS#1)
  * and ECDSA certificates, a crash and a restart, a stalled process that costs only the handshakes
  * waiting for it, a reload to another key, and --check. */
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "tests/support/fixture.h"
+#include "tests/support/http.h"
 #include "tests/support/proc.h"
 #include "tests/support/smtp_client.h"
 
@@ -121,39 +119,12 @@ static void start_ecdsa_with_stats(void)
  * could not be read. */
 static long long metric_sum(const char *name)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(stats_port) };
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	static char page[65536];
-	size_t len = 0;
 	static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
-	    send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof(req) - 1)) {
-		if (fd >= 0)
-			close(fd);
+	if (stls_http_exchange(stats_port, req, sizeof(req) - 1, page, sizeof(page)) < 0 ||
+	    strncmp(page, "HTTP/1.0 200", 12) != 0)
 		return -1;
-	}
-	struct timeval tv = { .tv_sec = 5 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	for (;;) {
-		ssize_t n = recv(fd, page + len, sizeof(page) - 1 - len, 0);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	page[len] = '\0';
-	if (strncmp(page, "HTTP/1.0 200", 12) != 0)
-		return -1;
-	long long sum = 0;
-	char prefix[128];
-	snprintf(prefix, sizeof(prefix), "\n%s{", name);
-	for (const char *p = strstr(page, prefix); p; p = strstr(p + 1, prefix)) {
-		const char *v = strchr(p + 1, ' ');
-		if (v)
-			sum += strtoll(v + 1, NULL, 10);
-	}
-	return sum;
+	return stls_metric_sum(page, name);
 }
 
 static void start_ecdsa_short_timeout(void)

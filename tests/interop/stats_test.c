@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "tests/support/fixture.h"
+#include "tests/support/http.h"
 #include "tests/support/proc.h"
 #include "tests/support/smtp_client.h"
 
@@ -48,38 +49,17 @@ TestSuite(stats, .fini = teardown, .timeout = 90);
 /* Sends request as it is and reads the whole answer into page. Returns the answer's length. */
 static size_t http(const char *request, size_t len)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert_geq(fd, 0);
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(stats_port) };
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	struct timeval tv = { .tv_sec = 5 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	cr_assert_eq(send(fd, request, len, MSG_NOSIGNAL), (ssize_t)len);
-	size_t got = 0;
-	for (;;) {
-		ssize_t n = recv(fd, page + got, sizeof(page) - 1 - got, 0);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	page[got] = '\0';
-	close(fd);
-	return got;
+	ssize_t got = stls_http_exchange(stats_port, request, len, page, sizeof(page));
+	cr_assert_geq(got, 0, "cannot reach the statistics on port %u", stats_port);
+	return (size_t)got;
 }
 
 /* The sum over workers of a counter on the /metrics page. */
 static unsigned long long metric(const char *name)
 {
-	char prefix[128];
-	snprintf(prefix, sizeof(prefix), "\n%s{worker=\"", name);
-	unsigned long long sum = 0;
-	for (const char *p = page; (p = strstr(p, prefix)); p++) {
-		const char *v = strchr(p + 1, ' ');
-		cr_assert_not_null(v);
-		sum += strtoull(v + 1, NULL, 10);
-	}
-	return sum;
+	long long sum = stls_metric_sum(page, name);
+	cr_assert_geq(sum, 0, "a %s line without a value:\n%s", name, page);
+	return (unsigned long long)sum;
 }
 
 static void scrape(void)

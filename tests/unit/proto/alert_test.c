@@ -32,6 +32,15 @@ static int silent_backend(struct sockaddr_in *out)
 	return fd;
 }
 
+/* Alerts to postmaster@legacy.test from mx.test, at most one per domain an hour. */
+static void alert_config(struct stls_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->hostname, sizeof(cfg->hostname), "mx.test");
+	snprintf(cfg->alert_to, sizeof(cfg->alert_to), "postmaster@legacy.test");
+	cfg->alert_interval_ms = 3600 * 1000;
+}
+
 /* Accepts one connection within timeout_ms; returns it, or -1. */
 static int accept_within(int listener, int timeout_ms)
 {
@@ -50,10 +59,7 @@ Test(alert, stop_waits_for_the_alert_in_flight_and_drops_the_queued_ones)
 	struct sockaddr_in backend;
 	int listener = silent_backend(&backend);
 	struct stls_config cfg;
-	memset(&cfg, 0, sizeof(cfg));
-	snprintf(cfg.hostname, sizeof(cfg.hostname), "mx.test");
-	snprintf(cfg.alert_to, sizeof(cfg.alert_to), "postmaster@legacy.test");
-	cfg.alert_interval_ms = 3600 * 1000;
+	alert_config(&cfg);
 	stls_alert_set_backend((struct sockaddr *)&backend, sizeof(backend));
 
 	stls_alert_raise("a.test", "mx.a.test", "192.0.2.1", "no STARTTLS");
@@ -84,10 +90,7 @@ Test(alert, alerts_within_the_interval_are_held_not_dropped)
 	struct sockaddr_in backend;
 	int listener = silent_backend(&backend);
 	struct stls_config cfg;
-	memset(&cfg, 0, sizeof(cfg));
-	snprintf(cfg.hostname, sizeof(cfg.hostname), "mx.test");
-	snprintf(cfg.alert_to, sizeof(cfg.alert_to), "postmaster@legacy.test");
-	cfg.alert_interval_ms = 3600 * 1000;
+	alert_config(&cfg);
 	/* The backend closes at once: the send fails without waiting for its timeout. */
 	close(listener);
 	stls_alert_raise("a.test", "mx.a.test", "192.0.2.1", "no STARTTLS");
